@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/spf13/cobra"
+
+	"github.com/pgtenant/pgtenant/auth"
+	"github.com/pgtenant/pgtenant/config"
+	"github.com/pgtenant/pgtenant/internal/pgcluster"
+)
+
+// demoTenants are the organizations the demo creates, with their rows.
+var demoTenants = []struct {
+	org      string
+	projects []string
+}{
+	{"acme", []string{"Rocket skates", "Giant magnet", "Earthquake pills"}},
+	{"globex", []string{"Doomsday device", "Hammock district"}},
+}
+
+const (
+	demoDatabase = "demo"
+	demoRole     = "pgtenant_app"
+)
+
+// demoSchema is a tenant table protected by Row-Level Security on the
+// tenant context pgtenant sets in every transaction.
+const demoSchema = `
+CREATE TABLE IF NOT EXISTS projects (
+	id     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	org_id text   NOT NULL DEFAULT current_setting('app.current_org', true),
+	name   text   NOT NULL
+);
+CREATE INDEX IF NOT EXISTS projects_org_id ON projects (org_id, id);
+ALTER TABLE projects ENABLE ROW LEVEL SECURITY;
+ALTER TABLE projects FORCE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS tenant_isolation ON projects;
+CREATE POLICY tenant_isolation ON projects
+	USING (org_id = current_setting('app.current_org', true))
+	WITH CHECK (org_id = current_setting('app.current_org', true));
+GRANT SELECT, INSERT, UPDATE, DELETE ON projects TO ` + demoRole + `;
+TRUNCATE projects;
+`
+
+func newDemoCmd() *cobra.Command {
+	var listen string
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run pgtenant in front of a throwaway PostgreSQL with two demo tenants",
+		Long: "Starts a throwaway PostgreSQL from the local server binaries (or uses the superuser DSN in " +
+			"PGTENANT_DEMO_DSN), creates a demo schema with Row-Level Security and two tenants, runs " +
+			"pgtenant in front of it and prints a psql command per tenant. Ctrl-C stops and cleans up.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDemo(cmd.Context(), listen)
+		},
+	}
+	cmd.Flags().StringVar(&listen, "listen", config.DefaultListen, "client listen address (a free port is used if this one is taken)")
+	return cmd
+}
+
+func runDemo(ctx context.Context, listen string) error {
+	out := os.Stdout
+	superDSN := os.Getenv("PGTENANT_DEMO_DSN")
+	var cluster *pgcluster.Cluster
+	if superDSN == "" {
+		fmt.Fprintln(out, "Starting a throwaway PostgreSQL ...")
+		var err error
+		cluster, err = pgcluster.Start(ctx, pgcluster.Options{})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			fmt.Fprintln(out, "Stopping PostgreSQL and removing its data ...")
+			_ = cluster.Stop()
+		}()
+		superDSN = cluster.SuperuserDSN("postgres")
+	}
+	password := randomHex(16)
+	appDSN, err := setupDemoDatabase(ctx, superDSN, password)
+	if err != nil {
+		return err
+	}
+
+	if ln, err := net.Listen("tcp", listen); err == nil {
+		ln.Close()
+	} else {
+		listen = "127.0.0.1:0"
+	}
+	cfg := config.Default()
+	cfg.Listen = listen
+	cfg.Admin.Listen = "127.0.0.1:0"
+	cfg.Backend.DSN = appDSN
+	cfg.Auth.JWT.Secret = randomHex(32)
+	cfg.Log.Format = "console"
+	cfg.Log.Level = "warn"
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+
+	started := make(chan listening, 1)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, cfg, newLogger(cfg.Log), started) }()
+	var addrs listening
+	select {
+	case addrs = <-started:
+	case err := <-done:
+		return err
+	}
+	host, port, _ := net.SplitHostPort(addrs.Client)
+
+	fmt.Fprintf(out, "\npgtenant is listening on %s (metrics on http://%s/metrics).\n", addrs.Client, addrs.Admin)
+	fmt.Fprintln(out, "Each tenant logs in with a JWT as its password and sees only its own rows.")
+	fmt.Fprintln(out, "Paste one of these in another terminal:")
+	for _, t := range demoTenants {
+		tok, err := auth.Mint([]byte(cfg.Auth.JWT.Secret), auth.MintClaims{Org: t.org, Subject: "demo-user", TTL: 24 * time.Hour})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "\n  # tenant %s\n  PGPASSWORD='%s' psql \"host=%s port=%s dbname=%s user=%s sslmode=disable\" -c \"SELECT current_setting('app.current_org') AS tenant, * FROM projects\"\n",
+			t.org, tok, host, port, demoDatabase, t.org)
+	}
+	fmt.Fprintln(out, "\nDrop the -c ... part for an interactive session. Press Ctrl-C to stop.")
+	return <-done
+}
+
+// setupDemoDatabase creates the demo database, the application role and the
+// tenant rows, and returns the DSN pgtenant uses as that role.
+func setupDemoDatabase(ctx context.Context, superDSN, password string) (string, error) {
+	conn, err := pgx.Connect(ctx, superDSN)
+	if err != nil {
+		return "", fmt.Errorf("demo: connect to PostgreSQL: %w", err)
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", demoDatabase).Scan(&exists); err != nil {
+		return "", err
+	}
+	if !exists {
+		if _, err := conn.Exec(ctx, "CREATE DATABASE "+demoDatabase); err != nil {
+			return "", err
+		}
+	}
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", demoRole).Scan(&exists); err != nil {
+		return "", err
+	}
+	verb := "CREATE"
+	if exists {
+		verb = "ALTER"
+	}
+	if _, err := conn.Exec(ctx, fmt.Sprintf("%s ROLE %s LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD '%s'", verb, demoRole, password)); err != nil {
+		return "", err
+	}
+
+	cc := conn.Config().Copy()
+	cc.Database = demoDatabase
+	db, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		return "", err
+	}
+	defer db.Close(ctx)
+	if _, err := db.Exec(ctx, demoSchema); err != nil {
+		return "", fmt.Errorf("demo: create schema: %w", err)
+	}
+	for _, t := range demoTenants {
+		for _, p := range t.projects {
+			if _, err := db.Exec(ctx, "INSERT INTO projects (org_id, name) VALUES ($1, $2)", t.org, p); err != nil {
+				return "", err
+			}
+		}
+	}
+	app := cc.Copy()
+	app.User = demoRole
+	app.Password = password
+	return fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", demoRole, password,
+		net.JoinHostPort(app.Host, fmt.Sprint(app.Port)), demoDatabase), nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

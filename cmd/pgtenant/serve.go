@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+
+	"github.com/pgtenant/pgtenant/admin"
+	"github.com/pgtenant/pgtenant/auth"
+	"github.com/pgtenant/pgtenant/config"
+	"github.com/pgtenant/pgtenant/proxy"
+)
+
+// shutdownGrace is how long running transactions may take to finish after
+// SIGTERM before their sessions are closed.
+const shutdownGrace = 30 * time.Second
+
+func newServeCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the proxy",
+		Args:  cobra.NoArgs,
+	}
+	file := addConfigFlags(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg, err := loadConfig(cmd, *file)
+		if err != nil {
+			return err
+		}
+		log := newLogger(cfg.Log)
+		return run(cmd.Context(), cfg, log, nil)
+	}
+	return cmd
+}
+
+func newLogger(c config.Log) zerolog.Logger {
+	lvl, err := zerolog.ParseLevel(c.Level)
+	if err != nil {
+		lvl = zerolog.InfoLevel
+	}
+	var l zerolog.Logger
+	if c.Format == "console" {
+		l = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339})
+	} else {
+		l = zerolog.New(os.Stderr)
+	}
+	return l.Level(lvl).With().Timestamp().Logger()
+}
+
+// listening reports the addresses the server listens on once it does.
+type listening struct{ Client, Admin string }
+
+// run serves until ctx is done, then shuts down gracefully. When started is
+// not nil it receives the listen addresses once both listeners are up.
+func run(ctx context.Context, cfg config.Config, log zerolog.Logger, started chan<- listening) error {
+	orgRe, err := cfg.OrgRegexp()
+	if err != nil {
+		return err
+	}
+	verifier, err := auth.NewVerifier(cfg.Auth.JWT, orgRe)
+	if err != nil {
+		return err
+	}
+	backend, err := cfg.BackendConfig()
+	if err != nil {
+		return err
+	}
+	var tlsCfg *tls.Config
+	if cfg.TLS.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		if err != nil {
+			return fmt.Errorf("tls.cert_file/tls.key_file: %w", err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	srv, err := proxy.New(proxy.Config{
+		Backend:        backend,
+		Databases:      cfg.Databases,
+		Setting:        cfg.Tenancy.Setting,
+		TLS:            tlsCfg,
+		RequireTLS:     cfg.RequireTLS(),
+		LoginTimeout:   cfg.Client.LoginTimeout,
+		MaxMessageSize: cfg.Client.MaxMessageSize,
+		MaxClientConns: cfg.Client.MaxConnections,
+		Pool:           cfg.Pool,
+	}, verifier, proxy.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		srv.Close()
+		return fmt.Errorf("listen: %w", err)
+	}
+	addrs := listening{Client: ln.Addr().String()}
+
+	var httpSrv *http.Server
+	httpErr := make(chan error, 1)
+	if cfg.Admin.Listen != "" {
+		aln, err := net.Listen("tcp", cfg.Admin.Listen)
+		if err != nil {
+			ln.Close()
+			srv.Close()
+			return fmt.Errorf("admin.listen: %w", err)
+		}
+		addrs.Admin = aln.Addr().String()
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+			collectors.NewBuildInfoCollector())
+		httpSrv = &http.Server{
+			Handler:           admin.Handler(reg, readiness(backend)),
+			ReadHeaderTimeout: 10 * time.Second,
+		}
+		go func() { httpErr <- httpSrv.Serve(aln) }()
+	}
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info().Str("listen", addrs.Client).Str("admin_listen", addrs.Admin).Str("version", version).Msg("pgtenant is serving")
+	if started != nil {
+		started <- addrs
+	}
+
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+	case err = <-httpErr:
+	}
+	log.Info().Msg("shutting down: waiting for running transactions")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if httpSrv != nil {
+		_ = httpSrv.Shutdown(sctx)
+	}
+	if serr := srv.Shutdown(sctx); serr != nil {
+		log.Warn().Err(serr).Msg("shutdown deadline passed; closed the remaining sessions")
+	}
+	if errors.Is(err, proxy.ErrServerClosed) || errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// readiness reports ready when PostgreSQL accepts a connection as the
+// application role.
+func readiness(backend *pgconn.Config) admin.ReadyFunc {
+	return func(ctx context.Context) error {
+		c, err := pgconn.ConnectConfig(ctx, backend.Copy())
+		if err != nil {
+			return errors.New("backend unreachable")
+		}
+		return c.Close(ctx)
+	}
+}

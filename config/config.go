@@ -1,0 +1,303 @@
+// Package config is pgtenant's typed configuration: the keys, their defaults,
+// and validation. Load reads a file, PGTENANT_* environment variables and
+// flags through viper; everything else in pgtenant receives the plain Config
+// struct.
+package config
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgtenant/pgtenant/auth"
+	"github.com/pgtenant/pgtenant/poolmgr"
+	"github.com/pgtenant/pgtenant/proxy"
+)
+
+// Defaults for top-level keys.
+const (
+	DefaultListen       = "127.0.0.1:6432"
+	DefaultAdminListen  = "127.0.0.1:9432"
+	DefaultSetting      = "app.current_org"
+	DefaultTLSRequire   = "auto"
+	DefaultLogLevel     = "info"
+	DefaultLogFormat    = "json"
+	DefaultConnectLimit = 5 * time.Second
+)
+
+// Config is the whole pgtenant configuration. Every field is a public key;
+// docs/configuration.md lists them with defaults and environment variables.
+type Config struct {
+	// Listen is the PostgreSQL listener address for clients.
+	Listen string `mapstructure:"listen"`
+	// Admin configures the HTTP listener for /metrics and health checks.
+	Admin Admin `mapstructure:"admin"`
+	// Backend says how pgtenant reaches PostgreSQL.
+	Backend Backend `mapstructure:"backend"`
+	// Databases maps client database names to backend database names.
+	Databases map[string]string `mapstructure:"databases"`
+	// Auth configures client authentication.
+	Auth Auth `mapstructure:"auth"`
+	// Tenancy configures the tenant context.
+	Tenancy Tenancy `mapstructure:"tenancy"`
+	// TLS configures encryption of client connections.
+	TLS TLS `mapstructure:"tls"`
+	// Client bounds client connections.
+	Client Client `mapstructure:"client"`
+	// Pool configures the per-tenant backend pools.
+	Pool poolmgr.Config `mapstructure:"pool"`
+	// Log configures logging.
+	Log Log `mapstructure:"log"`
+}
+
+// Admin is the admin.* section.
+type Admin struct {
+	// Listen is the HTTP address for /metrics, /healthz and /readyz; empty disables it.
+	Listen string `mapstructure:"listen"`
+}
+
+// Backend is the backend.* section.
+type Backend struct {
+	// DSN is a PostgreSQL URL or keyword/value string for the application
+	// role pgtenant connects as (not a superuser, not BYPASSRLS).
+	DSN string `mapstructure:"dsn"`
+	// PasswordFile, when set, holds the backend password (keeps it out of the DSN).
+	PasswordFile string `mapstructure:"password_file"`
+	// ConnectTimeout bounds one backend connection attempt.
+	ConnectTimeout time.Duration `mapstructure:"connect_timeout"`
+}
+
+// Auth is the auth.* section.
+type Auth struct {
+	JWT auth.JWTConfig `mapstructure:"jwt"`
+}
+
+// Tenancy is the tenancy.* section.
+type Tenancy struct {
+	// Setting is the custom setting that carries the tenant id in every transaction.
+	Setting string `mapstructure:"setting"`
+	// OrgPattern is the regular expression a tenant id must match; anchored.
+	OrgPattern string `mapstructure:"org_pattern"`
+}
+
+// TLS is the tls.* section.
+type TLS struct {
+	// CertFile and KeyFile are a PEM certificate chain and key; both or neither.
+	CertFile string `mapstructure:"cert_file"`
+	KeyFile  string `mapstructure:"key_file"`
+	// Require is "auto" (require TLS unless listen is a loopback address),
+	// "true" or "false".
+	Require string `mapstructure:"require"`
+}
+
+// Client is the client.* section.
+type Client struct {
+	// MaxConnections bounds concurrent client connections.
+	MaxConnections int `mapstructure:"max_connections"`
+	// LoginTimeout bounds the startup and authentication exchange.
+	LoginTimeout time.Duration `mapstructure:"login_timeout"`
+	// MaxMessageSize bounds a single client protocol message, in bytes.
+	MaxMessageSize int `mapstructure:"max_message_size"`
+}
+
+// Log is the log.* section.
+type Log struct {
+	// Level is trace, debug, info, warn or error.
+	Level string `mapstructure:"level"`
+	// Format is json or console.
+	Format string `mapstructure:"format"`
+}
+
+// Default returns a Config with every default filled in.
+func Default() Config {
+	c := Config{}
+	c.SetDefaults()
+	return c
+}
+
+// SetDefaults fills zero values with defaults.
+func (c *Config) SetDefaults() {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.Admin.Listen == "" {
+		c.Admin.Listen = DefaultAdminListen
+	}
+	if c.Backend.ConnectTimeout == 0 {
+		c.Backend.ConnectTimeout = DefaultConnectLimit
+	}
+	if c.Tenancy.Setting == "" {
+		c.Tenancy.Setting = DefaultSetting
+	}
+	if c.Tenancy.OrgPattern == "" {
+		c.Tenancy.OrgPattern = auth.DefaultOrgPattern
+	}
+	if c.TLS.Require == "" {
+		c.TLS.Require = DefaultTLSRequire
+	}
+	if c.Client.MaxConnections == 0 {
+		c.Client.MaxConnections = proxy.DefaultMaxClientConns
+	}
+	if c.Client.LoginTimeout == 0 {
+		c.Client.LoginTimeout = proxy.DefaultLoginTimeout
+	}
+	if c.Client.MaxMessageSize == 0 {
+		c.Client.MaxMessageSize = proxy.DefaultMaxMessageSize
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = DefaultLogLevel
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = DefaultLogFormat
+	}
+	c.Auth.JWT.SetDefaults()
+	c.Pool.SetDefaults()
+}
+
+// Validate rejects bad values and combinations, naming the key. It is fast
+// and touches no network; secret and key files are read later by the
+// components that use them.
+func (c Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("listen: %q is not host:port", c.Listen)
+	}
+	if c.Admin.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
+			return fmt.Errorf("admin.listen: %q is not host:port", c.Admin.Listen)
+		}
+	}
+	if c.Backend.DSN == "" {
+		return fmt.Errorf("backend.dsn is required: how pgtenant reaches PostgreSQL (e.g. postgres://app@localhost:5432/app)")
+	}
+	if _, err := pgconn.ParseConfig(c.Backend.DSN); err != nil {
+		return fmt.Errorf("backend.dsn: %s", redactDSNError(err))
+	}
+	if c.Backend.ConnectTimeout < 0 {
+		return fmt.Errorf("backend.connect_timeout must not be negative")
+	}
+	for from, to := range c.Databases {
+		if from == "" || to == "" {
+			return fmt.Errorf("databases: empty database name in mapping %q -> %q", from, to)
+		}
+	}
+	if err := c.Auth.JWT.Validate(); err != nil {
+		return err
+	}
+	if !proxy.ValidSetting(c.Tenancy.Setting) {
+		return fmt.Errorf("tenancy.setting: %q must be a custom setting name like app.current_org", c.Tenancy.Setting)
+	}
+	if _, err := c.OrgRegexp(); err != nil {
+		return err
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		return fmt.Errorf("tls.cert_file and tls.key_file must be set together")
+	}
+	switch c.TLS.Require {
+	case "auto", "true", "false":
+	default:
+		return fmt.Errorf("tls.require: %q must be auto, true or false", c.TLS.Require)
+	}
+	if c.RequireTLS() && c.TLS.CertFile == "" {
+		return fmt.Errorf("tls.require: TLS is required for listen %s (a non-loopback address; tokens travel as passwords) but tls.cert_file is not set; set a certificate or tls.require=false", c.Listen)
+	}
+	if c.Client.MaxConnections < 1 {
+		return fmt.Errorf("client.max_connections must be at least 1")
+	}
+	if c.Client.LoginTimeout <= 0 {
+		return fmt.Errorf("client.login_timeout must be positive")
+	}
+	if c.Client.MaxMessageSize < 1<<10 || c.Client.MaxMessageSize > 1<<30 {
+		return fmt.Errorf("client.max_message_size must be between 1024 and 1073741824 bytes")
+	}
+	if err := c.Pool.Validate(); err != nil {
+		return err
+	}
+	switch c.Log.Level {
+	case "trace", "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log.level: %q must be trace, debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "console":
+	default:
+		return fmt.Errorf("log.format: %q must be json or console", c.Log.Format)
+	}
+	return nil
+}
+
+// RequireTLS resolves tls.require: "auto" requires TLS unless the client
+// listener is on a loopback address.
+func (c Config) RequireTLS() bool {
+	switch c.TLS.Require {
+	case "true":
+		return true
+	case "false":
+		return false
+	}
+	host, _, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return true
+	}
+	if host == "localhost" {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsLoopback()
+}
+
+// OrgRegexp compiles tenancy.org_pattern, anchored at both ends.
+func (c Config) OrgRegexp() (*regexp.Regexp, error) {
+	p := c.Tenancy.OrgPattern
+	if !strings.HasPrefix(p, "^") {
+		p = "^" + p
+	}
+	if !strings.HasSuffix(p, "$") {
+		p += "$"
+	}
+	re, err := regexp.Compile(p)
+	if err != nil {
+		return nil, fmt.Errorf("tenancy.org_pattern: %v", err)
+	}
+	for _, bad := range []string{"", "'", "a'b", "a\\b", "a b", "a\x00b"} {
+		if re.MatchString(bad) {
+			return nil, fmt.Errorf("tenancy.org_pattern: must not match %q; tenant ids are spliced into SQL literals", bad)
+		}
+	}
+	return re, nil
+}
+
+// BackendConfig parses backend.dsn and applies backend.password_file and
+// backend.connect_timeout.
+func (c Config) BackendConfig() (*pgconn.Config, error) {
+	pc, err := pgconn.ParseConfig(c.Backend.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("backend.dsn: %s", redactDSNError(err))
+	}
+	if c.Backend.PasswordFile != "" {
+		b, err := os.ReadFile(c.Backend.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("backend.password_file: %v", err)
+		}
+		pc.Password = strings.TrimRight(string(b), "\r\n")
+	}
+	if c.Backend.ConnectTimeout > 0 {
+		pc.ConnectTimeout = c.Backend.ConnectTimeout
+	}
+	return pc, nil
+}
+
+// redactDSNError keeps a DSN parse error but never the DSN, which may hold a password.
+func redactDSNError(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, "cannot parse `"); i >= 0 {
+		if j := strings.Index(msg[i+14:], "`"); j >= 0 {
+			msg = msg[:i] + "cannot parse the DSN" + msg[i+14+j+1:]
+		}
+	}
+	return msg
+}

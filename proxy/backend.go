@@ -1,0 +1,195 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgtenant/pgtenant/pgerr"
+	"github.com/pgtenant/pgtenant/poolmgr"
+)
+
+// Names of the statements pgtenant prepares on every backend connection. A
+// backend serves exactly one tenant, so the org is part of the statement text
+// and each transaction only needs a Bind and an Execute.
+const (
+	ctxLocalStmt   = "pgtenant_ctx_local"
+	ctxSessionStmt = "pgtenant_ctx_session"
+)
+
+// Buffer sizes for backend connections. The reader is larger because result
+// sets flow that way; frames that do not fit are streamed, not buffered.
+const (
+	backendReadBuffer  = 32 << 10
+	backendWriteBuffer = 16 << 10
+)
+
+// backendConn is one PostgreSQL connection of a tenant pool, already
+// authenticated and carrying that tenant's prepared context statements. It
+// is used by one session at a time (the lease holder); the pool owns it and
+// calls Close, which is idempotent.
+type backendConn struct {
+	conn   net.Conn
+	r      *bufio.Reader
+	w      *bufio.Writer
+	pid    uint32
+	secret []byte
+	params map[string]string
+
+	// injectLocal is Bind+Execute of the prepared SET LOCAL: sent unsynced
+	// ahead of the first message of a transaction.
+	injectLocal []byte
+	// injectSession is Bind+Execute+Sync of the prepared session-level SET,
+	// used ahead of statements that must run in their own transaction.
+	injectSession []byte
+	// resetQuery undoes injectSession before the connection is reused.
+	resetQuery []byte
+	// sessionContext records that injectSession ran since the last reset.
+	sessionContext bool
+
+	closeOnce sync.Once
+}
+
+// Close closes the socket. Safe to call more than once and concurrently.
+func (b *backendConn) Close() error {
+	var err error
+	b.closeOnce.Do(func() { err = b.conn.Close() })
+	return err
+}
+
+// cancel asks PostgreSQL to cancel whatever this backend is running, over a
+// new connection as the protocol requires. Errors are ignored: a cancel is a
+// best-effort request in PostgreSQL too.
+func (b *backendConn) cancel(timeout time.Duration) {
+	addr := b.conn.RemoteAddr()
+	c, err := net.DialTimeout(addr.Network(), addr.String(), timeout)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	msg, err := (&pgproto3.CancelRequest{ProcessID: b.pid, SecretKey: b.secret}).Encode(nil)
+	if err != nil {
+		return
+	}
+	if _, err := c.Write(msg); err != nil {
+		return
+	}
+	var one [1]byte
+	_, _ = c.Read(one[:]) // PostgreSQL closes the connection when done
+}
+
+// backendDialer opens backend connections for tenant pools.
+type backendDialer struct {
+	base    *pgconn.Config
+	setting string
+}
+
+// dial connects to key.Database as the configured application role and
+// prepares the tenant's context statements.
+func (d *backendDialer) dial(ctx context.Context, key poolmgr.Key) (*backendConn, error) {
+	lit, err := quoteLiteral(key.Tenant)
+	if err != nil {
+		return nil, err
+	}
+	cfg := d.base.Copy()
+	cfg.Database = key.Database
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
+	if cfg.RuntimeParams["application_name"] == "" {
+		cfg.RuntimeParams["application_name"] = "pgtenant"
+	}
+	pc, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, backendConnectError(key, err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			pc.Close(context.Background())
+		}
+	}()
+	if _, err := pc.Prepare(ctx, ctxLocalStmt, "SET LOCAL "+d.setting+" TO "+lit, nil); err != nil {
+		return nil, pgerr.New(pgerr.ConnectionException, "backend_setup", "cannot prepare the tenant context on the backend").Wrap(err)
+	}
+	if _, err := pc.Prepare(ctx, ctxSessionStmt, "SET "+d.setting+" TO "+lit, nil); err != nil {
+		return nil, pgerr.New(pgerr.ConnectionException, "backend_setup", "cannot prepare the tenant context on the backend").Wrap(err)
+	}
+	hc, err := pc.Hijack()
+	if err != nil {
+		return nil, err
+	}
+	ok = true
+	b := &backendConn{
+		conn:   hc.Conn,
+		r:      bufio.NewReaderSize(hc.Conn, backendReadBuffer),
+		w:      bufio.NewWriterSize(hc.Conn, backendWriteBuffer),
+		pid:    hc.PID,
+		secret: hc.SecretKey,
+		params: hc.ParameterStatuses,
+	}
+	b.injectLocal = encodeAll(
+		&pgproto3.Bind{PreparedStatement: ctxLocalStmt},
+		&pgproto3.Execute{},
+	)
+	b.injectSession = encodeAll(
+		&pgproto3.Bind{PreparedStatement: ctxSessionStmt},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+	)
+	b.resetQuery = encodeAll(&pgproto3.Query{String: "RESET " + d.setting})
+	return b, nil
+}
+
+func encodeAll(msgs ...pgproto3.FrontendMessage) []byte {
+	var buf []byte
+	for _, m := range msgs {
+		var err error
+		if buf, err = m.Encode(buf); err != nil {
+			panic(err) // fixed messages built by the proxy itself
+		}
+	}
+	return buf
+}
+
+// backendConnectError turns a failed backend connection into what the
+// client is told. PostgreSQL's own verdict on the database name is passed on;
+// anything about the proxy's credentials or reachability is the operator's
+// problem and is reported without details that belong in the proxy's log.
+func backendConnectError(key poolmgr.Key, err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case pe.Code == pgerr.InvalidCatalogName:
+			return pgerr.NewFatal(pe.Code, "unknown_database", pe.Message).
+				WithHint("Connect to an existing database, or map this name under \"databases\" in the pgtenant config.").Wrap(err)
+		case strings.HasPrefix(pe.Code, "28"):
+			return pgerr.NewFatal(pgerr.ConnectionException, "backend_auth", "pgtenant cannot log in to PostgreSQL").
+				WithHint("The operator should check the role and password in backend.dsn.").Wrap(err)
+		case pe.Code == pgerr.TooManyConnections:
+			return pgerr.New(pgerr.TooManyConnections, "backend_full", "PostgreSQL has no free connection slots").
+				WithHint("Lower pool.max_backend_connections below the server's max_connections.").Wrap(err)
+		}
+	}
+	return pgerr.New(pgerr.ConnectionException, "backend_unreachable",
+		fmt.Sprintf("cannot connect to the backend database %q", key.Database)).Wrap(err)
+}
+
+// quoteLiteral returns s as a SQL string literal. Tenant ids are validated
+// against a strict pattern long before this; refusing the characters that
+// matter here keeps the literal safe even if that validation were bypassed.
+func quoteLiteral(s string) (string, error) {
+	if s == "" || strings.ContainsAny(s, "\\\x00") {
+		return "", pgerr.NewFatal(pgerr.InvalidAuthorization, "invalid_org", "the tenant id is not valid")
+	}
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'", nil
+}

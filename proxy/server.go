@@ -1,0 +1,280 @@
+// Package proxy is pgtenant's client side: it accepts PostgreSQL client
+// connections, authenticates them with a JWT, and serves each transaction from
+// the tenant's backend pool with the tenant context injected ahead of the
+// client's own messages.
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"net"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/rs/zerolog"
+
+	"github.com/pgtenant/pgtenant/auth"
+	"github.com/pgtenant/pgtenant/poolmgr"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultLoginTimeout   = 10 * time.Second
+	DefaultMaxMessageSize = 64 << 20
+	DefaultMaxClientConns = 5000
+	DefaultCancelTimeout  = 5 * time.Second
+)
+
+// Authenticator verifies the password a client sent (a JWT) and says who it is.
+type Authenticator interface {
+	Verify(token string) (auth.Identity, error)
+}
+
+// Config is what the proxy needs to serve clients. cmd builds it from the
+// typed configuration.
+type Config struct {
+	// Backend is how pgtenant reaches PostgreSQL (parsed backend.dsn); the
+	// database is replaced by the one each client selects.
+	Backend *pgconn.Config
+	// Databases maps client database names to backend database names; names
+	// not listed pass through unchanged.
+	Databases map[string]string
+	// Setting is the tenant context setting, e.g. app.current_org.
+	Setting string
+	// TLS, when set, is offered to clients that send SSLRequest.
+	TLS *tls.Config
+	// RequireTLS refuses clients that do not use TLS.
+	RequireTLS bool
+	// LoginTimeout bounds the whole startup and authentication exchange.
+	LoginTimeout time.Duration
+	// MaxMessageSize bounds one client message; larger ones end the session.
+	MaxMessageSize int
+	// MaxClientConns bounds concurrent client connections.
+	MaxClientConns int
+	// Pool configures the per-tenant backend pools.
+	Pool poolmgr.Config
+}
+
+var settingPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$`)
+
+// ValidSetting reports whether name is a valid custom setting name
+// (two identifiers joined by a dot) that can be spliced into SET unquoted.
+func ValidSetting(name string) bool { return settingPattern.MatchString(name) }
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithLogger sets the logger; the default discards.
+func WithLogger(l zerolog.Logger) Option { return func(s *Server) { s.log = l } }
+
+// Server accepts client connections and runs their sessions. Close stops it;
+// it is safe for concurrent use.
+type Server struct {
+	cfg   Config
+	auth  Authenticator
+	pools *poolmgr.Manager[*backendConn]
+	log   zerolog.Logger
+
+	params sync.Map // backend database name -> map[string]string ParameterStatus
+
+	mu struct {
+		sync.Mutex
+		listeners map[net.Listener]struct{}
+		sessions  map[*session]struct{}
+		cancel    map[uint64]*session
+		closed    bool
+	}
+	wg sync.WaitGroup // one per session goroutine
+}
+
+// New builds a Server. It does not listen; call Serve.
+func New(cfg Config, authn Authenticator, opts ...Option) (*Server, error) {
+	if cfg.Backend == nil {
+		return nil, errors.New("proxy: Config.Backend is required")
+	}
+	if !ValidSetting(cfg.Setting) {
+		return nil, errors.New("proxy: invalid tenancy setting name " + cfg.Setting)
+	}
+	if cfg.LoginTimeout <= 0 {
+		cfg.LoginTimeout = DefaultLoginTimeout
+	}
+	if cfg.MaxMessageSize <= 0 {
+		cfg.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if cfg.MaxClientConns <= 0 {
+		cfg.MaxClientConns = DefaultMaxClientConns
+	}
+	s := &Server{cfg: cfg, auth: authn, log: zerolog.Nop()}
+	for _, o := range opts {
+		o(s)
+	}
+	s.mu.listeners = map[net.Listener]struct{}{}
+	s.mu.sessions = map[*session]struct{}{}
+	s.mu.cancel = map[uint64]*session{}
+	d := &backendDialer{base: cfg.Backend, setting: cfg.Setting}
+	s.pools = poolmgr.New[*backendConn](cfg.Pool, d.dial)
+	return s, nil
+}
+
+// Pools exposes the pool manager, for stats and live overrides.
+func (s *Server) Pools() *poolmgr.Manager[*backendConn] { return s.pools }
+
+// ErrServerClosed is returned by Serve after Close or Shutdown.
+var ErrServerClosed = errors.New("proxy: server closed")
+
+// Serve accepts connections on ln until the server is closed. It closes ln.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.mu.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.mu.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.mu.listeners, ln)
+		s.mu.Unlock()
+		ln.Close()
+	}()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.mu.closed
+			s.mu.Unlock()
+			if closed {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(delay*2, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		sess := newSession(s, c)
+		if !s.track(sess) {
+			c.Close()
+			return ErrServerClosed
+		}
+		go func() {
+			defer s.wg.Done()
+			defer s.untrack(sess)
+			sess.run()
+		}()
+	}
+}
+
+func (s *Server) track(sess *session) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.closed {
+		return false
+	}
+	s.mu.sessions[sess] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) untrack(sess *session) {
+	s.mu.Lock()
+	delete(s.mu.sessions, sess)
+	if sess.cancelKey != 0 {
+		delete(s.mu.cancel, sess.cancelKey)
+	}
+	s.mu.Unlock()
+}
+
+func (s *Server) clientCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.mu.sessions)
+}
+
+// registerCancelKey issues a fresh BackendKeyData key for sess.
+func (s *Server) registerCancelKey(sess *session) (pid uint32, secret uint32) {
+	var b [8]byte
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		_, _ = rand.Read(b[:])
+		pid = binary.BigEndian.Uint32(b[:4]) & 0x7fffffff // positive int32, as clients expect
+		secret = binary.BigEndian.Uint32(b[4:])
+		key := uint64(pid)<<32 | uint64(secret)
+		if pid == 0 || s.mu.cancel[key] != nil {
+			continue
+		}
+		s.mu.cancel[key] = sess
+		sess.cancelKey = key
+		return pid, secret
+	}
+}
+
+// cancel forwards a client's CancelRequest to the backend currently serving
+// the session that owns the key, if any. Unknown keys are ignored silently, as
+// PostgreSQL does.
+func (s *Server) cancel(pid uint32, secret []byte) {
+	if len(secret) != 4 {
+		return
+	}
+	key := uint64(pid)<<32 | uint64(binary.BigEndian.Uint32(secret))
+	s.mu.Lock()
+	sess := s.mu.cancel[key]
+	s.mu.Unlock()
+	if sess != nil {
+		sess.cancelBackend()
+	}
+}
+
+// Shutdown stops accepting, ends idle sessions with 57P01 at once and busy
+// ones when their transaction ends, and waits for all sessions until ctx is
+// done; then it closes the rest. It closes the pools last.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.mu.closed = true
+	for ln := range s.mu.listeners {
+		ln.Close()
+	}
+	sessions := make([]*session, 0, len(s.mu.sessions))
+	for sess := range s.mu.sessions {
+		sessions = append(sessions, sess)
+	}
+	s.mu.Unlock()
+	for _, sess := range sessions {
+		sess.shutdown()
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		s.mu.Lock()
+		for sess := range s.mu.sessions {
+			sess.conn.Close()
+		}
+		s.mu.Unlock()
+		<-done
+	}
+	s.pools.Close()
+	return err
+}
+
+// Close shuts down immediately: every session is closed with 57P01.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = s.Shutdown(ctx)
+	return nil
+}

@@ -1,0 +1,486 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/rs/zerolog"
+
+	"github.com/pgtenant/pgtenant/auth"
+	"github.com/pgtenant/pgtenant/pgerr"
+	"github.com/pgtenant/pgtenant/poolmgr"
+	"github.com/pgtenant/pgtenant/proxy/wire"
+)
+
+const (
+	clientReadBuffer  = 16 << 10
+	clientWriteBuffer = 16 << 10
+)
+
+// injectKind says what the proxy put ahead of a sync group's messages.
+type injectKind uint8
+
+const (
+	injectNone    injectKind = iota
+	injectLocal              // Bind+Execute of SET LOCAL, unsynced
+	injectSession            // Bind+Execute+Sync of a session-level SET
+)
+
+// group is one sync group in flight: the client messages up to and including
+// a Sync, Query or FunctionCall, each of which the backend answers with
+// exactly one ReadyForQuery.
+type group struct {
+	inject    injectKind
+	txControl bool // some message in it may open or close a transaction block
+	ended     bool // its Sync/Query/FunctionCall has been sent
+}
+
+// attachment is a backend serving the session for the current transaction.
+// The pump goroutine owns the lease: it releases or destroys it, exactly once.
+type attachment struct {
+	lease *poolmgr.Lease[*backendConn]
+	b     *backendConn
+	done  chan struct{} // closed when the pump has exited and let go of s.w
+}
+
+// session is one client connection. Two goroutines serve it: run reads the
+// client and writes to the attached backend; pump reads the backend and
+// writes to the client. The client writer s.w belongs to pump while a backend
+// is attached and to run otherwise (run waits for the last pump's done before
+// touching it). The session closes the client socket when run returns.
+type session struct {
+	srv       *Server
+	conn      net.Conn
+	r         *bufio.Reader
+	w         *bufio.Writer
+	log       zerolog.Logger
+	id        auth.Identity
+	key       poolmgr.Key
+	cancelKey uint64
+	tls       bool
+	sawProbe  bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// wmu is held by run while it writes a message that belongs to no sync
+	// group (CopyData, CopyDone, CopyFail, Flush) to the attached backend,
+	// and by pump while it decides to detach; so such a write never lands
+	// on a backend that has gone back to the pool.
+	wmu sync.Mutex
+
+	// Fields below are used by run only.
+	scratch       []byte
+	inGroup       bool // a sync group is open on the attached backend
+	skipUntilSync bool // an error was reported mid extended-protocol sequence
+	lastDone      chan struct{}
+	unnamedFlags  stmtFlags
+	namedFlags    map[string]stmtFlags
+
+	mu struct {
+		sync.Mutex
+		cond     sync.Cond
+		att      *attachment
+		groups   []group // in flight, oldest first
+		status   byte    // status of the last ReadyForQuery
+		unsure   int     // groups in flight with txControl
+		closing  bool    // the client is gone or the session is ending
+		shutdown bool    // the server is shutting down
+	}
+}
+
+func newSession(srv *Server, c net.Conn) *session {
+	s := &session{srv: srv, conn: c}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	newClientIO(s)
+	s.log = srv.log.With().Str("client_addr", c.RemoteAddr().String()).Logger()
+	s.mu.cond.L = &s.mu.Mutex
+	s.mu.status = 'I'
+	s.lastDone = closedChan
+	return s
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// run serves the session to its end and closes the client socket.
+func (s *session) run() {
+	defer s.conn.Close()
+	defer s.cancel()
+	err := s.login(s.ctx)
+	if err == nil {
+		err = s.serve()
+	}
+	s.finish(err)
+}
+
+// finish reports err to the client when it is worth reporting and lets go
+// of any attached backend.
+func (s *session) finish(err error) {
+	s.mu.Lock()
+	s.mu.closing = true
+	att := s.mu.att
+	shutdown := s.mu.shutdown
+	s.mu.Unlock()
+	if att != nil {
+		// Mid-transaction: the backend is dirty. The pump destroys it.
+		if s.busy() {
+			att.b.cancel(DefaultCancelTimeout)
+		}
+		att.b.Close()
+		s.cancel()
+		<-att.done
+	}
+	<-s.lastDone
+	if err == nil || errors.Is(err, errNoStartup) {
+		return
+	}
+	if shutdown && isTimeout(err) {
+		err = pgerr.NewFatal(pgerr.AdminShutdown, "shutdown", "terminating connection due to administrator command").
+			WithDetail("pgtenant is shutting down.")
+	}
+	var pe *pgerr.Error
+	if !errors.As(err, &pe) {
+		if !isEOF(err) {
+			s.log.Debug().Err(err).Msg("client connection ended")
+		}
+		return
+	}
+	ev := s.log.Info()
+	if pe.Code == pgerr.InternalError {
+		ev = s.log.Error()
+	}
+	ev.Str("sqlstate", pe.Code).Str("reason", pe.Reason).Err(pe.Err).Msg(pe.Message)
+	s.writeError(pe)
+	_ = s.w.Flush()
+}
+
+func (s *session) busy() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.mu.groups) > 0
+}
+
+// writeError sends err as an ErrorResponse; for a non-fatal error it is the
+// caller's job to follow with ReadyForQuery.
+func (s *session) writeError(err error) {
+	<-s.lastDone
+	buf, _ := pgerr.WireError(err).Encode(s.w.AvailableBuffer())
+	_, _ = s.w.Write(buf)
+}
+
+// serve is the transaction-pooling loop: it reads client messages and
+// forwards them to the tenant's backend, attaching one when a transaction
+// starts.
+func (s *session) serve() error {
+	for {
+		h, err := wire.PeekHeader(s.r, s.srv.cfg.MaxMessageSize)
+		if err != nil {
+			if errors.Is(err, wire.ErrTooLarge) {
+				return pgerr.NewFatal(pgerr.ProgramLimitExceeded, "message_too_large", "message too large").
+					WithDetail(err.Error()).WithHint("Raise client.max_message_size, or send the data with COPY.")
+			}
+			if !isEOF(err) && !isTimeout(err) && !errors.Is(err, net.ErrClosed) {
+				return pgerr.NewFatal(pgerr.ProtocolViolation, "protocol_violation", "invalid message from client").Wrap(err)
+			}
+			return err
+		}
+		switch h.Type {
+		case 'X':
+			return nil
+		case 'd', 'c', 'f', 'H':
+			// COPY data is only meaningful while a COPY runs and is ignored
+			// otherwise, as PostgreSQL ignores it outside COPY; Flush only
+			// matters while a backend is attached.
+			if err := s.forwardLoose(h); err != nil {
+				return err
+			}
+			continue
+		case 'Q', 'P', 'B', 'D', 'E', 'C', 'S', 'F':
+		default:
+			return pgerr.NewFatal(pgerr.ProtocolViolation, "protocol_violation",
+				"invalid frontend message type "+quoteByte(h.Type))
+		}
+		frame, err := wire.ReadFrame(s.r, h, &s.scratch)
+		if err != nil {
+			return err
+		}
+		if s.skipUntilSync {
+			if h.Type == 'S' {
+				s.skipUntilSync = false
+				if err := s.writeReady('I'); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		flags, err := s.classify(h.Type, wire.Body(frame))
+		if err != nil {
+			return err
+		}
+		if err := s.forward(h.Type, frame, flags); err != nil {
+			var pe *pgerr.Error
+			if errors.As(err, &pe) && !pe.Fatal() {
+				// Could not get a backend: report it like PostgreSQL reports
+				// a failed statement, and keep the session.
+				s.writeError(pe)
+				switch h.Type {
+				case 'Q', 'F', 'S':
+					err = s.writeReady('I')
+				default:
+					s.skipUntilSync = true
+					err = s.w.Flush()
+				}
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			return err
+		}
+	}
+}
+
+// classify scans the SQL in Query and Parse messages, and remembers what it
+// found for Binds of the same statement.
+func (s *session) classify(typ byte, body []byte) (stmtFlags, error) {
+	switch typ {
+	case 'Q':
+		text, err := wire.QueryText(body)
+		if err != nil {
+			return 0, pgerr.NewFatal(pgerr.ProtocolViolation, "protocol_violation", err.Error())
+		}
+		return scanSQL(text), nil
+	case 'P':
+		name, text, err := wire.ParseText(body)
+		if err != nil {
+			return 0, pgerr.NewFatal(pgerr.ProtocolViolation, "protocol_violation", err.Error())
+		}
+		f := scanSQL(text)
+		if name == "" {
+			s.unnamedFlags = f
+		} else {
+			if s.namedFlags == nil {
+				s.namedFlags = map[string]stmtFlags{}
+			}
+			s.namedFlags[name] = f
+		}
+		return f, nil
+	case 'B':
+		name, err := wire.BindStatement(body)
+		if err != nil {
+			return 0, pgerr.NewFatal(pgerr.ProtocolViolation, "protocol_violation", err.Error())
+		}
+		if name == "" {
+			return s.unnamedFlags, nil
+		}
+		if f, ok := s.namedFlags[name]; ok {
+			return f, nil
+		}
+		return flagTxControl, nil // unknown statement: assume the worst
+	}
+	return 0, nil
+}
+
+// forward sends one client message to the backend, attaching a backend and
+// injecting the tenant context first when the message starts a transaction.
+func (s *session) forward(typ byte, frame []byte, flags stmtFlags) error {
+	terminal := typ == 'S' || typ == 'Q' || typ == 'F'
+	att, inject, err := s.admit(typ, flags, terminal)
+	if err != nil || att == nil {
+		return err
+	}
+	b := att.b
+	switch inject {
+	case injectLocal:
+		_, _ = b.w.Write(b.injectLocal)
+	case injectSession:
+		_, _ = b.w.Write(b.injectSession)
+		b.sessionContext = true
+	}
+	if _, err := b.w.Write(frame); err != nil {
+		return s.backendWriteFailed(att, err)
+	}
+	if s.r.Buffered() < wire.HeaderLen {
+		if err := b.w.Flush(); err != nil {
+			return s.backendWriteFailed(att, err)
+		}
+	}
+	return nil
+}
+
+// admit records the message in the session's group bookkeeping and returns
+// the backend to write it to and what to inject ahead of it. It returns a nil
+// attachment when the proxy answered the message itself.
+func (s *session) admit(typ byte, flags stmtFlags, terminal bool) (*attachment, injectKind, error) {
+	executes := typ != 'S'
+	s.mu.Lock()
+	for {
+		if s.inGroup {
+			att := s.mu.att
+			if att == nil { // the backend was lost; the pump reports it
+				s.mu.Unlock()
+				return nil, injectNone, errBackendGone
+			}
+			g := &s.mu.groups[len(s.mu.groups)-1]
+			if flags&flagTxControl != 0 && !g.txControl {
+				g.txControl = true
+				s.mu.unsure++
+			}
+			if terminal {
+				g.ended = true
+				s.inGroup = false
+			}
+			s.mu.Unlock()
+			return att, injectNone, nil
+		}
+		// First message of a new sync group. If an earlier group in flight
+		// may have opened or closed a transaction block, wait for its
+		// ReadyForQuery: only then is it known whether this one starts a new
+		// transaction.
+		for executes && s.mu.unsure > 0 && s.mu.att != nil {
+			s.mu.cond.Wait()
+		}
+		if s.mu.closing {
+			s.mu.Unlock()
+			return nil, injectNone, errBackendGone
+		}
+		if att := s.mu.att; att != nil {
+			g := group{txControl: flags&flagTxControl != 0, ended: terminal}
+			if executes && s.mu.status == 'I' {
+				g.inject = injectLocal
+				if flags&flagOwnTransaction != 0 {
+					g.inject = injectSession
+				}
+			}
+			s.mu.groups = append(s.mu.groups, g)
+			if g.txControl {
+				s.mu.unsure++
+			}
+			s.inGroup = !terminal
+			s.mu.Unlock()
+			return att, g.inject, nil
+		}
+		s.mu.Unlock()
+		// Detached: no transaction is open.
+		if typ == 'S' {
+			return nil, injectNone, s.writeReady('I')
+		}
+		if err := s.attach(); err != nil {
+			return nil, injectNone, err
+		}
+		s.mu.Lock()
+	}
+}
+
+var errBackendGone = errors.New("backend connection lost")
+
+// attach takes a backend from the tenant's pool and starts its pump.
+func (s *session) attach() error {
+	lease, err := s.srv.pools.Acquire(s.ctx, s.key)
+	if err != nil {
+		return err
+	}
+	<-s.lastDone // the previous pump has let go of the client writer
+	att := &attachment{lease: lease, b: lease.Conn(), done: make(chan struct{})}
+	s.mu.Lock()
+	if s.mu.closing {
+		s.mu.Unlock()
+		lease.Release()
+		return errBackendGone
+	}
+	s.mu.att = att
+	s.mu.status = 'I'
+	s.mu.Unlock()
+	s.lastDone = att.done
+	go s.pump(att)
+	return nil
+}
+
+// backendWriteFailed handles a failed write to the backend: the pump will
+// see the broken connection too and report it; run waits for that.
+func (s *session) backendWriteFailed(att *attachment, err error) error {
+	att.b.Close()
+	<-att.done
+	return errBackendGone
+}
+
+// forwardLoose forwards a message that belongs to no sync group
+// (CopyData, CopyDone, CopyFail, Flush) to the attached backend, and discards
+// it when none is attached.
+func (s *session) forwardLoose(h wire.Header) error {
+	s.wmu.Lock()
+	s.mu.Lock()
+	att := s.mu.att
+	s.mu.Unlock()
+	if att == nil || s.skipUntilSync {
+		s.wmu.Unlock()
+		return wire.Discard(s.r, h)
+	}
+	b := att.b
+	err := wire.Forward(b.w, s.r, h)
+	if err == nil && s.r.Buffered() < wire.HeaderLen {
+		err = b.w.Flush()
+	}
+	s.wmu.Unlock()
+	if err == nil || isEOF(err) {
+		return err
+	}
+	return s.backendWriteFailed(att, err)
+}
+
+func (s *session) writeReady(status byte) error {
+	<-s.lastDone
+	buf, _ := (&pgproto3.ReadyForQuery{TxStatus: status}).Encode(s.w.AvailableBuffer())
+	if _, err := s.w.Write(buf); err != nil {
+		return err
+	}
+	if s.r.Buffered() < wire.HeaderLen {
+		return s.w.Flush()
+	}
+	return nil
+}
+
+// cancelBackend forwards a client's cancel request to the backend serving
+// it, if it is running something.
+func (s *session) cancelBackend() {
+	s.mu.Lock()
+	att := s.mu.att
+	busy := len(s.mu.groups) > 0
+	s.mu.Unlock()
+	if att != nil && busy {
+		att.b.cancel(DefaultCancelTimeout)
+	}
+}
+
+// shutdown asks the session to end: at once if it is between transactions,
+// else when its transaction ends.
+func (s *session) shutdown() {
+	s.mu.Lock()
+	s.mu.shutdown = true
+	idle := s.mu.att == nil
+	s.mu.Unlock()
+	if idle {
+		_ = s.conn.SetReadDeadline(aLongTimeAgo)
+	}
+}
+
+func isEOF(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed)
+}
+
+func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
+
+func quoteByte(b byte) string {
+	if b >= 0x20 && b < 0x7f {
+		return "'" + string(rune(b)) + "'"
+	}
+	return "0x" + string("0123456789abcdef"[b>>4]) + string("0123456789abcdef"[b&15])
+}

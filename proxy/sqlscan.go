@@ -1,0 +1,117 @@
+package proxy
+
+// stmtFlags is what the proxy needs to know about client SQL before forwarding
+// it. The scan is lexical and deliberately over-approximates: a false positive
+// costs a little latency or a reset, a false negative could break the session.
+type stmtFlags uint8
+
+const (
+	// flagTxControl: the text may open or close a transaction block (BEGIN,
+	// START, COMMIT, END, ROLLBACK, ABORT, PREPARE TRANSACTION). After it the
+	// proxy cannot predict the transaction status and waits for ReadyForQuery
+	// before deciding whether the next message starts a new transaction.
+	flagTxControl stmtFlags = 1 << iota
+	// flagOwnTransaction: the statement cannot run in a pipeline or
+	// transaction block (VACUUM, CREATE DATABASE, ... CONCURRENTLY), or a
+	// multi-statement query ends a transaction midway. The tenant context is
+	// then set for the session before it, and reset when the backend is
+	// released, instead of riding as SET LOCAL in the same transaction.
+	flagOwnTransaction
+)
+
+// scanSQL classifies one Query or Parse text. It allocates nothing.
+func scanSQL(sql []byte) stmtFlags {
+	var flags stmtFlags
+	var first, second [16]byte
+	var firstLen, secondLen, words int
+	multi := false
+	for i := 0; i < len(sql); {
+		c := sql[i]
+		if !isWordByte(c) {
+			if c == ';' {
+				for j := i + 1; j < len(sql); j++ {
+					if !isSpace(sql[j]) && sql[j] != ';' {
+						multi = true
+						break
+					}
+				}
+			}
+			i++
+			continue
+		}
+		j := i
+		for j < len(sql) && isWordByte(sql[j]) {
+			j++
+		}
+		w := sql[i:j]
+		i = j
+		switch words {
+		case 0:
+			firstLen = upperInto(&first, w)
+		case 1:
+			secondLen = upperInto(&second, w)
+		}
+		words++
+		switch {
+		case wordIs(w, "BEGIN"), wordIs(w, "START"), wordIs(w, "COMMIT"), wordIs(w, "END"),
+			wordIs(w, "ROLLBACK"), wordIs(w, "ABORT"), wordIs(w, "PREPARE"):
+			flags |= flagTxControl
+		case wordIs(w, "CONCURRENTLY"), wordIs(w, "DATABASE"), wordIs(w, "TABLESPACE"),
+			wordIs(w, "SUBSCRIPTION"), wordIs(w, "PREPARED"):
+			switch string(first[:firstLen]) {
+			case "CREATE", "DROP", "ALTER", "REINDEX", "COMMIT", "ROLLBACK":
+				flags |= flagOwnTransaction
+			}
+		}
+	}
+	switch string(first[:firstLen]) {
+	case "VACUUM", "CLUSTER", "REINDEX", "DISCARD":
+		flags |= flagOwnTransaction
+	case "ALTER":
+		if string(second[:secondLen]) == "SYSTEM" {
+			flags |= flagOwnTransaction
+		}
+	}
+	if multi && flags&flagTxControl != 0 {
+		flags |= flagOwnTransaction
+	}
+	return flags
+}
+
+func isWordByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '$' || c >= 0x80
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
+}
+
+// wordIs compares w with an upper-case ASCII keyword, ignoring case.
+func wordIs(w []byte, kw string) bool {
+	if len(w) != len(kw) {
+		return false
+	}
+	for i := range w {
+		c := w[i]
+		if c >= 'a' && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		if c != kw[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func upperInto(dst *[16]byte, w []byte) int {
+	if len(w) > len(dst) {
+		return 0
+	}
+	for i, c := range w {
+		if c >= 'a' && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		dst[i] = c
+	}
+	return len(w)
+}
