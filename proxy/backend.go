@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -54,6 +53,9 @@ type backendConn struct {
 	resetQuery []byte
 	// sessionContext records that injectSession ran since the last reset.
 	sessionContext bool
+	// dropped records that a client may have deallocated the context
+	// statements: the connection must not be reused.
+	dropped bool
 
 	closeOnce sync.Once
 }
@@ -110,7 +112,7 @@ func (d *backendDialer) dial(ctx context.Context, key poolmgr.Key) (*backendConn
 	}
 	pc, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, backendConnectError(key, err)
+		return nil, backendConnectError(err)
 	}
 	ok := false
 	defer func() {
@@ -165,7 +167,7 @@ func encodeAll(msgs ...pgproto3.FrontendMessage) []byte {
 // client is told. PostgreSQL's own verdict on the database name is passed on;
 // anything about the proxy's credentials or reachability is the operator's
 // problem and is reported without details that belong in the proxy's log.
-func backendConnectError(key poolmgr.Key, err error) error {
+func backendConnectError(err error) error {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch {
@@ -180,8 +182,7 @@ func backendConnectError(key poolmgr.Key, err error) error {
 				WithHint("Lower pool.max_backend_connections below the server's max_connections.").Wrap(err)
 		}
 	}
-	return pgerr.New(pgerr.ConnectionException, "backend_unreachable",
-		fmt.Sprintf("cannot connect to the backend database %q", key.Database)).Wrap(err)
+	return err // the pool reports it as a failed connection (08000)
 }
 
 // quoteLiteral returns s as a SQL string literal. Tenant ids are validated

@@ -61,7 +61,7 @@ func (s *session) pump(att *attachment) {
 			flushErr = s.w.Flush()
 			err = resetSessionContext(b)
 		}
-		if err == nil && b.r.Buffered() == 0 {
+		if err == nil && !b.dropped && b.r.Buffered() == 0 {
 			att.lease.Release()
 		} else {
 			att.lease.Destroy()
@@ -89,7 +89,11 @@ func (s *session) pump(att *attachment) {
 			pe = pgerr.NewFatal(pgerr.InternalError, "injection_failed", "pgtenant could not set the tenant context for this transaction").Wrap(err)
 		} else {
 			pe = pgerr.NewFatal(pgerr.ConnectionFailure, "backend_lost", "the connection to the database server was lost; the transaction was rolled back").
-				WithHint("Retry the transaction.").Wrap(err)
+				WithHint("Reconnect and retry the transaction.").Wrap(err)
+			var bf errBackendFatal
+			if errors.As(err, &bf) {
+				pe.Detail = bf.Error()
+			}
 		}
 		s.log.Warn().Str("sqlstate", pe.Code).Str("reason", pe.Reason).Err(err).Msg(pe.Message)
 		s.writeError(pe)
@@ -124,6 +128,11 @@ func (s *session) pumpLoop(b *backendConn) error {
 					return err
 				}
 				continue
+			}
+		}
+		if h.Type == 'E' {
+			if err := fatalBackendError(b, h); err != nil {
+				return err
 			}
 		}
 		if h.Type != 'Z' {
@@ -176,6 +185,34 @@ func (s *session) pumpLoop(b *backendConn) error {
 			}
 		}
 	}
+}
+
+// errBackendFatal is a FATAL or PANIC error from PostgreSQL: the backend is
+// about to close the connection.
+type errBackendFatal struct{ msg, code string }
+
+func (e errBackendFatal) Error() string {
+	return "PostgreSQL ended the connection: " + e.msg + " (SQLSTATE " + e.code + ")"
+}
+
+// fatalBackendError looks at an ErrorResponse before it is forwarded: a
+// FATAL one is not passed on as is, since the client's connection to
+// pgtenant outlives any one backend; the session reports the lost backend
+// instead.
+func fatalBackendError(b *backendConn, h wire.Header) error {
+	if !wire.Fits(b.r, h) {
+		return nil
+	}
+	frame, err := wire.PeekFrame(b.r, h)
+	if err != nil {
+		return err
+	}
+	sev, msg, code := wire.ErrorFields(wire.Body(frame))
+	if sev != "FATAL" && sev != "PANIC" {
+		return nil
+	}
+	_ = wire.Discard(b.r, h)
+	return errBackendFatal{msg: msg, code: code}
 }
 
 // skipInjected consumes the backend's replies to one injected context

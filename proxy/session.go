@@ -168,9 +168,8 @@ func (s *session) busy() bool {
 }
 
 // writeError sends err as an ErrorResponse; for a non-fatal error it is the
-// caller's job to follow with ReadyForQuery.
+// caller's job to follow with ReadyForQuery. The caller must own s.w.
 func (s *session) writeError(err error) {
-	<-s.lastDone
 	buf, _ := pgerr.WireError(err).Encode(s.w.AvailableBuffer())
 	_, _ = s.w.Write(buf)
 }
@@ -229,6 +228,7 @@ func (s *session) serve() error {
 			if errors.As(err, &pe) && !pe.Fatal() {
 				// Could not get a backend: report it like PostgreSQL reports
 				// a failed statement, and keep the session.
+				<-s.lastDone
 				s.writeError(pe)
 				switch h.Type {
 				case 'Q', 'F', 'S':
@@ -297,6 +297,10 @@ func (s *session) forward(typ byte, frame []byte, flags stmtFlags) error {
 		return err
 	}
 	b := att.b
+	// The group bookkeeping keeps the backend attached until this message
+	// is answered, but the answer can arrive before Flush returns: wmu makes
+	// the pump wait for this goroutine to let go of b.w before it releases b.
+	s.wmu.Lock()
 	switch inject {
 	case injectLocal:
 		_, _ = b.w.Write(b.injectLocal)
@@ -304,13 +308,16 @@ func (s *session) forward(typ byte, frame []byte, flags stmtFlags) error {
 		_, _ = b.w.Write(b.injectSession)
 		b.sessionContext = true
 	}
-	if _, err := b.w.Write(frame); err != nil {
-		return s.backendWriteFailed(att, err)
+	if flags&flagDropsStatements != 0 {
+		b.dropped = true
 	}
-	if s.r.Buffered() < wire.HeaderLen {
-		if err := b.w.Flush(); err != nil {
-			return s.backendWriteFailed(att, err)
-		}
+	_, err = b.w.Write(frame)
+	if err == nil && s.r.Buffered() < wire.HeaderLen {
+		err = b.w.Flush()
+	}
+	s.wmu.Unlock()
+	if err != nil {
+		return s.backendWriteFailed(att, err)
 	}
 	return nil
 }
@@ -344,8 +351,17 @@ func (s *session) admit(typ byte, flags stmtFlags, terminal bool) (*attachment, 
 		// may have opened or closed a transaction block, wait for its
 		// ReadyForQuery: only then is it known whether this one starts a new
 		// transaction.
-		for executes && s.mu.unsure > 0 && s.mu.att != nil {
-			s.mu.cond.Wait()
+		if executes && s.mu.unsure > 0 && s.mu.att != nil {
+			// What was written so far must reach the backend, or the
+			// answer we wait for never comes.
+			s.mu.Unlock()
+			if err := s.flushBackend(); err != nil {
+				return nil, injectNone, err
+			}
+			s.mu.Lock()
+			for s.mu.unsure > 0 && s.mu.att != nil {
+				s.mu.cond.Wait()
+			}
 		}
 		if s.mu.closing {
 			s.mu.Unlock()
@@ -383,12 +399,13 @@ var errBackendGone = errors.New("backend connection lost")
 
 // attach takes a backend from the tenant's pool and starts its pump.
 func (s *session) attach() error {
-	lease, err := s.srv.pools.Acquire(s.ctx, s.key)
+	lease, err := s.acquireLive()
 	if err != nil {
 		return err
 	}
 	<-s.lastDone // the previous pump has let go of the client writer
 	att := &attachment{lease: lease, b: lease.Conn(), done: make(chan struct{})}
+
 	s.mu.Lock()
 	if s.mu.closing {
 		s.mu.Unlock()
@@ -400,6 +417,44 @@ func (s *session) attach() error {
 	s.mu.Unlock()
 	s.lastDone = att.done
 	go s.pump(att)
+	return nil
+}
+
+// maxDeadAcquires bounds how many dead idle connections one attach discards
+// before giving up; each one is replaced by a fresh dial in the pool.
+const maxDeadAcquires = 4
+
+// acquireLive takes a backend whose connection is still alive, discarding
+// idle connections that PostgreSQL closed while they sat in the pool.
+func (s *session) acquireLive() (*poolmgr.Lease[*backendConn], error) {
+	for i := 0; ; i++ {
+		lease, err := s.srv.pools.Acquire(s.ctx, s.key)
+		if err != nil {
+			return nil, err
+		}
+		if lease.Conn().alive() || i == maxDeadAcquires {
+			return lease, nil
+		}
+		s.log.Debug().Msg("discarded a backend connection that was closed while idle")
+		lease.Destroy()
+	}
+}
+
+// flushBackend sends what run has buffered for the attached backend, if
+// one is attached.
+func (s *session) flushBackend() error {
+	s.wmu.Lock()
+	s.mu.Lock()
+	att := s.mu.att
+	s.mu.Unlock()
+	var err error
+	if att != nil {
+		err = att.b.w.Flush()
+	}
+	s.wmu.Unlock()
+	if err != nil {
+		return s.backendWriteFailed(att, err)
+	}
 	return nil
 }
 

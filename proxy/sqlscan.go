@@ -17,6 +17,11 @@ const (
 	// then set for the session before it, and reset when the backend is
 	// released, instead of riding as SET LOCAL in the same transaction.
 	flagOwnTransaction
+	// flagDropsStatements: the text may deallocate prepared statements
+	// (DEALLOCATE, DISCARD), including the tenant context statements the
+	// proxy prepared on the backend. The backend is closed, not pooled,
+	// when the transaction ends.
+	flagDropsStatements
 )
 
 // scanSQL classifies one Query or Parse text. It allocates nothing.
@@ -56,6 +61,8 @@ func scanSQL(sql []byte) stmtFlags {
 		case wordIs(w, "BEGIN"), wordIs(w, "START"), wordIs(w, "COMMIT"), wordIs(w, "END"),
 			wordIs(w, "ROLLBACK"), wordIs(w, "ABORT"), wordIs(w, "PREPARE"):
 			flags |= flagTxControl
+		case wordIs(w, "DEALLOCATE"), wordIs(w, "DISCARD"):
+			flags |= flagDropsStatements
 		case wordIs(w, "CONCURRENTLY"), wordIs(w, "DATABASE"), wordIs(w, "TABLESPACE"),
 			wordIs(w, "SUBSCRIPTION"), wordIs(w, "PREPARED"):
 			switch string(first[:firstLen]) {

@@ -177,3 +177,30 @@ func BindStatement(body []byte) (string, error) {
 	}
 	return name, nil
 }
+
+// ErrorFields returns the severity (non-localized when present), message and
+// SQLSTATE of an ErrorResponse or NoticeResponse body, without allocating
+// more than the three strings.
+func ErrorFields(body []byte) (severity, message, code string) {
+	for len(body) > 0 && body[0] != 0 {
+		field := body[0]
+		value, rest, err := CString(body[1:])
+		if err != nil {
+			return
+		}
+		switch field {
+		case 'V':
+			severity = value
+		case 'S':
+			if severity == "" {
+				severity = value
+			}
+		case 'M':
+			message = value
+		case 'C':
+			code = value
+		}
+		body = rest
+	}
+	return
+}

@@ -1,0 +1,35 @@
+# Entry points for developers and CI (.ci/run calls `make test`).
+
+GO          ?= go
+BIN         := bin/pgtenant
+# The race detector roughly doubles the suite's time on CI's 2 cores; drop
+# -race here if that ever makes the 90-minute CI budget tight.
+GOTESTFLAGS ?= -race -count=1 -timeout 20m
+FUZZTIME    ?= 20s
+
+.PHONY: build test ensure-postgres fuzz bench demo clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/pgtenant
+
+# The tests start their own throwaway PostgreSQL (internal/pgcluster), so the
+# server binaries must be installed.
+ensure-postgres:
+	bash scripts/ensure-postgres.sh
+
+test: ensure-postgres
+	$(GO) vet ./...
+	$(GO) test $(GOTESTFLAGS) ./...
+
+# Every fuzz target in the module, FUZZTIME each (make fuzz FUZZTIME=5m).
+fuzz:
+	GO=$(GO) FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
+
+bench:
+	$(GO) run ./test/bench
+
+demo: build
+	./$(BIN) demo
+
+clean:
+	rm -rf bin coverage.out coverage.html *.coverprofile

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/pgtenant/pgtenant/poolmgr"
+)
+
+// proxyServer is a running pgtenant or PgBouncer and how to reach the bench
+// database through it.
+type proxyServer struct {
+	proc   *child
+	target target
+}
+
+// buildPgtenant builds ./cmd/pgtenant of the module in root to out.
+func buildPgtenant(ctx context.Context, root, out string) (string, error) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+	}
+	cmd := exec.CommandContext(ctx, goBin, "build", "-o", out, "./cmd/pgtenant")
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/pgtenant: %w\n%s", err, b)
+	}
+	return out, nil
+}
+
+// startPgtenant runs `pgtenant serve` in front of backendDSN with a pool of
+// pool connections, mints a token for the bench tenant and waits until a
+// client can log in with it.
+func startPgtenant(ctx context.Context, bin, work, backendDSN string, pool int) (*proxyServer, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	adminPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	env := append(cleanEnv(),
+		"PGTENANT_LISTEN="+hostPort("127.0.0.1", port),
+		"PGTENANT_ADMIN_LISTEN="+hostPort("127.0.0.1", adminPort),
+		"PGTENANT_BACKEND_DSN="+backendDSN,
+		"PGTENANT_AUTH_JWT_SECRET="+randomHex(32),
+		fmt.Sprint("PGTENANT_POOL_SIZE=", pool),
+		// The bench has one tenant: the global cap must not be what limits it.
+		fmt.Sprint("PGTENANT_POOL_MAX_BACKEND_CONNECTIONS=", max(pool, poolmgr.DefaultMaxBackendConns)),
+		"PGTENANT_LOG_LEVEL=warn",
+	)
+
+	tok := exec.CommandContext(ctx, bin, "token", "--org", benchOrg)
+	tok.Env = env
+	var stderr strings.Builder
+	tok.Stderr = &stderr
+	out, err := tok.Output()
+	if err != nil {
+		return nil, fmt.Errorf("pgtenant token: %w: %s", err, stderr.String())
+	}
+	token := strings.TrimSpace(string(out))
+	if token == "" || strings.ContainsAny(token, " \n") {
+		return nil, fmt.Errorf("pgtenant token printed %q, not a token", out)
+	}
+
+	cmd := exec.Command(bin, "serve")
+	cmd.Env = env
+	proc, err := startChild("pgtenant", cmd, filepath.Join(work, "pgtenant.log"))
+	if err != nil {
+		return nil, err
+	}
+	t := target{name: "pgtenant", host: "127.0.0.1", port: port, user: "bench", password: token, via: proc}
+	if err := proc.waitReady(ctx, t.dsn()); err != nil {
+		_ = proc.stop() // its output is in err already
+		return nil, err
+	}
+	return &proxyServer{proc: proc, target: t}, nil
+}
