@@ -117,3 +117,19 @@ func anchoredPattern(pattern *regexp.Regexp) (*regexp.Regexp, error) {
 	}
 	return regexp.Compile(`\A(?:` + pattern.String() + `)\z`)
 }
+
+// HMACSecret returns the configured shared secret (Secret, or the contents
+// of SecretFile read as NewVerifier reads it), for minting tokens.
+func (c JWTConfig) HMACSecret() ([]byte, error) {
+	switch {
+	case c.Secret != "":
+		return []byte(c.Secret), nil
+	case c.SecretFile != "":
+		s, err := readSecretFile(c.SecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("auth.jwt.secret_file: %w", err)
+		}
+		return s, nil
+	}
+	return nil, fmt.Errorf("no HMAC secret: set auth.jwt.secret_file or PGTENANT_AUTH_JWT_SECRET")
+}

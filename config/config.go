@@ -57,7 +57,8 @@ type Config struct {
 
 // Admin is the admin.* section.
 type Admin struct {
-	// Listen is the HTTP address for /metrics, /healthz and /readyz; empty disables it.
+	// Listen is the HTTP address for /metrics, /healthz and /readyz; "off"
+	// disables it.
 	Listen string `mapstructure:"listen"`
 }
 
@@ -137,8 +138,13 @@ func (c *Config) SetDefaults() {
 	if c.Tenancy.OrgPattern == "" {
 		c.Tenancy.OrgPattern = auth.DefaultOrgPattern
 	}
-	if c.TLS.Require == "" {
+	switch c.TLS.Require {
+	case "":
 		c.TLS.Require = DefaultTLSRequire
+	case "1": // a YAML boolean, as viper decodes it into a string
+		c.TLS.Require = "true"
+	case "0":
+		c.TLS.Require = "false"
 	}
 	if c.Client.MaxConnections == 0 {
 		c.Client.MaxConnections = proxy.DefaultMaxClientConns
@@ -166,7 +172,7 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("listen: %q is not host:port", c.Listen)
 	}
-	if c.Admin.Listen != "" {
+	if c.AdminEnabled() {
 		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
 			return fmt.Errorf("admin.listen: %q is not host:port", c.Admin.Listen)
 		}
@@ -229,6 +235,9 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+// AdminEnabled reports whether the admin HTTP listener runs.
+func (c Config) AdminEnabled() bool { return c.Admin.Listen != "off" }
 
 // RequireTLS resolves tls.require: "auto" requires TLS unless the client
 // listener is on a loopback address.

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -20,6 +19,19 @@ const EnvPrefix = "PGTENANT"
 // JSON; none when file is empty) and the defaults. flagKeys maps flag names
 // in flags to config keys. The result is defaulted and validated.
 func Load(file string, flags *pflag.FlagSet, flagKeys map[string]string) (Config, error) {
+	c, err := Read(file, flags, flagKeys)
+	if err != nil {
+		return Config{}, err
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// Read is Load without Validate, for commands that need only part of the
+// configuration (pgtenant token needs no backend).
+func Read(file string, flags *pflag.FlagSet, flagKeys map[string]string) (Config, error) {
 	v := viper.New()
 	v.SetEnvPrefix(EnvPrefix)
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
@@ -57,9 +69,6 @@ func Load(file string, flags *pflag.FlagSet, flagKeys map[string]string) (Config
 		}
 	}
 	c.SetDefaults()
-	if err := c.Validate(); err != nil {
-		return Config{}, err
-	}
 	return c, nil
 }
 
@@ -108,6 +117,3 @@ func collectKeys(t reflect.Type, prefix string, keys *[]string) {
 		*keys = append(*keys, key)
 	}
 }
-
-// ErrNoConfig is returned when no backend is configured at all.
-var ErrNoConfig = errors.New("no configuration")

@@ -18,19 +18,26 @@ var configFlags = map[string]string{
 	"log-format":      "log.format",
 }
 
-func addConfigFlags(cmd *cobra.Command) *string {
+// addConfigFlags adds --config and --jwt-secret-file, and with serve the
+// flags of the proxy's own keys.
+func addConfigFlags(cmd *cobra.Command, serve bool) *string {
 	f := cmd.Flags()
 	file := f.String("config", "", "config file (YAML, TOML or JSON)")
+	f.String("jwt-secret-file", "", "file with the HMAC secret for HS256/384/512 tokens (auth.jwt.secret_file)")
+	if !serve {
+		return file
+	}
 	f.String("listen", "", "client listen address (listen)")
 	f.String("admin-listen", "", "admin HTTP listen address (admin.listen)")
 	f.String("backend-dsn", "", "PostgreSQL DSN for the application role (backend.dsn)")
-	f.String("jwt-secret-file", "", "file with the HS256 secret (auth.jwt.secret_file)")
 	f.String("log-level", "", "log level: trace, debug, info, warn, error (log.level)")
 	f.String("log-format", "", "log format: json or console (log.format)")
 	return file
 }
 
-func loadConfig(cmd *cobra.Command, file string) (config.Config, error) {
+// loadConfig reads the configuration; validate=false skips the checks a
+// command that does not serve does not need.
+func loadConfig(cmd *cobra.Command, file string, validate bool) (config.Config, error) {
 	// Only flags the user set override; unset ones must not shadow env or file.
 	set := map[string]string{}
 	cmd.Flags().Visit(func(f *pflag.Flag) {
@@ -38,5 +45,8 @@ func loadConfig(cmd *cobra.Command, file string) (config.Config, error) {
 			set[f.Name] = key
 		}
 	})
-	return config.Load(file, cmd.Flags(), set)
+	if validate {
+		return config.Load(file, cmd.Flags(), set)
+	}
+	return config.Read(file, cmd.Flags(), set)
 }

@@ -32,9 +32,9 @@ func newServeCmd() *cobra.Command {
 		Short: "Run the proxy",
 		Args:  cobra.NoArgs,
 	}
-	file := addConfigFlags(cmd)
+	file := addConfigFlags(cmd, true)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		cfg, err := loadConfig(cmd, *file)
+		cfg, err := loadConfig(cmd, *file, true)
 		if err != nil {
 			return err
 		}
@@ -107,7 +107,7 @@ func run(ctx context.Context, cfg config.Config, log zerolog.Logger, started cha
 
 	var httpSrv *http.Server
 	httpErr := make(chan error, 1)
-	if cfg.Admin.Listen != "" {
+	if cfg.AdminEnabled() {
 		aln, err := net.Listen("tcp", cfg.Admin.Listen)
 		if err != nil {
 			ln.Close()

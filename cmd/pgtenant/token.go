@@ -3,14 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pgtenant/pgtenant/auth"
-	"github.com/pgtenant/pgtenant/config"
 )
 
 func newTokenCmd() *cobra.Command {
@@ -23,7 +20,7 @@ func newTokenCmd() *cobra.Command {
 			"and print it alone on stdout. Use it as the password when connecting through pgtenant.",
 		Args: cobra.NoArgs,
 	}
-	file := addConfigFlags(cmd)
+	file := addConfigFlags(cmd, false)
 	cmd.Flags().StringVar(&org, "org", "", "tenant organization id (required)")
 	cmd.Flags().StringVar(&sub, "sub", "", "subject (user id) of the token")
 	cmd.Flags().DurationVar(&ttl, "ttl", time.Hour, "how long the token is valid")
@@ -34,14 +31,22 @@ func newTokenCmd() *cobra.Command {
 		if ttl <= 0 {
 			return errors.New("--ttl must be positive")
 		}
-		jwtCfg, orgRe, err := tokenConfig(cmd, *file)
+		cfg, err := loadConfig(cmd, *file, false)
+		if err != nil {
+			return err
+		}
+		jwtCfg := cfg.Auth.JWT
+		if err := jwtCfg.Validate(); err != nil {
+			return err
+		}
+		orgRe, err := cfg.OrgRegexp()
 		if err != nil {
 			return err
 		}
 		if !orgRe.MatchString(org) {
 			return fmt.Errorf("--org %q does not match tenancy.org_pattern %s", org, orgRe)
 		}
-		secret, err := hmacSecret(jwtCfg)
+		secret, err := jwtCfg.HMACSecret()
 		if err != nil {
 			return err
 		}
@@ -56,41 +61,4 @@ func newTokenCmd() *cobra.Command {
 		return err
 	}
 	return cmd
-}
-
-// tokenConfig loads the parts of the configuration minting needs. The token
-// command works without a backend.dsn, so it does not require a valid proxy
-// configuration.
-func tokenConfig(cmd *cobra.Command, file string) (auth.JWTConfig, interface{ MatchString(string) bool }, error) {
-	cfg, err := loadConfig(cmd, file)
-	if err == nil {
-		re, err := cfg.OrgRegexp()
-		return cfg.Auth.JWT, re, err
-	}
-	if !strings.Contains(err.Error(), "backend.dsn is required") {
-		return auth.JWTConfig{}, nil, err
-	}
-	// Without a backend the full validation fails; reload with a placeholder.
-	os.Setenv(config.EnvPrefix+"_BACKEND_DSN", "postgres://localhost/placeholder")
-	defer os.Unsetenv(config.EnvPrefix + "_BACKEND_DSN")
-	cfg, err = loadConfig(cmd, file)
-	if err != nil {
-		return auth.JWTConfig{}, nil, err
-	}
-	re, err := cfg.OrgRegexp()
-	return cfg.Auth.JWT, re, err
-}
-
-func hmacSecret(c auth.JWTConfig) ([]byte, error) {
-	switch {
-	case c.Secret != "":
-		return []byte(c.Secret), nil
-	case c.SecretFile != "":
-		b, err := os.ReadFile(c.SecretFile)
-		if err != nil {
-			return nil, fmt.Errorf("auth.jwt.secret_file: %w", err)
-		}
-		return []byte(strings.TrimRight(string(b), "\r\n")), nil
-	}
-	return nil, errors.New("pgtenant token signs with HS256: set auth.jwt.secret_file or PGTENANT_AUTH_JWT_SECRET")
 }

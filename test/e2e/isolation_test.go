@@ -360,4 +360,3 @@ func TestInsertsGetTheTenantFromTheContext(t *testing.T) {
 		t.Fatalf("insert claiming another tenant: got %v, want RLS violation 42501", err)
 	}
 }
-

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"net"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -219,3 +220,9 @@ type (
 	proxyConfig = proxy.Config
 	jwtConfig   = auth.JWTConfig
 )
+
+func asPgError(err error, target **pgconn.PgError) bool { return errors.As(err, target) }
+
+func containsString(s, sub string) bool { return strings.Contains(s, sub) }
+
+func testpgCluster(t *testing.T) *pgcluster.Cluster { return testpg.Cluster(t) }
