@@ -24,6 +24,7 @@ const (
 	DefaultListen       = "127.0.0.1:6432"
 	DefaultAdminListen  = "127.0.0.1:9432"
 	DefaultSetting      = "app.current_org"
+	DefaultSetWith      = "set_local"
 	DefaultTLSRequire   = "auto"
 	DefaultLogLevel     = "info"
 	DefaultLogFormat    = "json"
@@ -84,6 +85,11 @@ type Tenancy struct {
 	Setting string `mapstructure:"setting"`
 	// OrgPattern is the regular expression a tenant id must match; anchored.
 	OrgPattern string `mapstructure:"org_pattern"`
+	// SetWith is how each transaction's context is set: "set_local" (SET
+	// LOCAL; required on Citus) or "set_config" (set_config(..., true):
+	// same effect, without the WARNING PostgreSQL writes to its log for
+	// SET LOCAL in every implicit transaction).
+	SetWith string `mapstructure:"set_with"`
 }
 
 // TLS is the tls.* section.
@@ -134,6 +140,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Tenancy.Setting == "" {
 		c.Tenancy.Setting = DefaultSetting
+	}
+	if c.Tenancy.SetWith == "" {
+		c.Tenancy.SetWith = DefaultSetWith
 	}
 	if c.Tenancy.OrgPattern == "" {
 		c.Tenancy.OrgPattern = auth.DefaultOrgPattern
@@ -199,6 +208,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := c.OrgRegexp(); err != nil {
 		return err
+	}
+	if c.Tenancy.SetWith != "set_local" && c.Tenancy.SetWith != "set_config" {
+		return fmt.Errorf("tenancy.set_with: %q must be set_local or set_config", c.Tenancy.SetWith)
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		return fmt.Errorf("tls.cert_file and tls.key_file must be set together")

@@ -93,6 +93,18 @@ func (b *backendConn) cancel(timeout time.Duration) {
 type backendDialer struct {
 	base    *pgconn.Config
 	setting string
+	// setConfig selects set_config(setting, org, true) instead of SET LOCAL
+	// for the per-transaction context (see Config.SetConfig).
+	setConfig bool
+}
+
+// localContextSQL is the statement prepared once per backend that sets the
+// tenant context for the current transaction only.
+func (d *backendDialer) localContextSQL(lit string) string {
+	if d.setConfig {
+		return "SELECT pg_catalog.set_config('" + d.setting + "', " + lit + ", true)"
+	}
+	return "SET LOCAL " + d.setting + " TO " + lit
 }
 
 // dial connects to key.Database as the configured application role and
@@ -120,7 +132,7 @@ func (d *backendDialer) dial(ctx context.Context, key poolmgr.Key) (*backendConn
 			pc.Close(context.Background())
 		}
 	}()
-	if _, err := pc.Prepare(ctx, ctxLocalStmt, "SET LOCAL "+d.setting+" TO "+lit, nil); err != nil {
+	if _, err := pc.Prepare(ctx, ctxLocalStmt, d.localContextSQL(lit), nil); err != nil {
 		return nil, pgerr.New(pgerr.ConnectionException, "backend_setup", "cannot prepare the tenant context on the backend").Wrap(err)
 	}
 	if _, err := pc.Prepare(ctx, ctxSessionStmt, "SET "+d.setting+" TO "+lit, nil); err != nil {

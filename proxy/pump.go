@@ -218,7 +218,8 @@ func fatalBackendError(b *backendConn, h wire.Header) error {
 // skipInjected consumes the backend's replies to one injected context
 // statement: BindComplete, any notices (PostgreSQL warns that SET LOCAL
 // outside a transaction block has no effect beyond the implicit
-// transaction), CommandComplete and, for the synced form, ReadyForQuery.
+// transaction), the DataRow of the set_config form, CommandComplete and, for
+// the synced form, ReadyForQuery.
 // Asynchronous ParameterStatus and NotificationResponse pass through.
 func (s *session) skipInjected(b *backendConn, kind injectKind) error {
 	for {
@@ -227,7 +228,7 @@ func (s *session) skipInjected(b *backendConn, kind injectKind) error {
 			return err
 		}
 		switch h.Type {
-		case '2', 'N':
+		case '2', 'N', 'D':
 			if err := wire.Discard(b.r, h); err != nil {
 				return err
 			}

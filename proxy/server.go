@@ -46,6 +46,12 @@ type Config struct {
 	Databases map[string]string
 	// Setting is the tenant context setting, e.g. app.current_org.
 	Setting string
+	// SetConfig sets the per-transaction context with
+	// set_config(Setting, org, true) instead of SET LOCAL. Both are
+	// transaction-local; set_config avoids the WARNING PostgreSQL logs for
+	// SET LOCAL in every implicit transaction, but only SET LOCAL reaches
+	// Citus worker nodes.
+	SetConfig bool
 	// TLS, when set, is offered to clients that send SSLRequest.
 	TLS *tls.Config
 	// RequireTLS refuses clients that do not use TLS.
@@ -116,7 +122,7 @@ func New(cfg Config, authn Authenticator, opts ...Option) (*Server, error) {
 	s.mu.listeners = map[net.Listener]struct{}{}
 	s.mu.sessions = map[*session]struct{}{}
 	s.mu.cancel = map[uint64]*session{}
-	d := &backendDialer{base: cfg.Backend, setting: cfg.Setting}
+	d := &backendDialer{base: cfg.Backend, setting: cfg.Setting, setConfig: cfg.SetConfig}
 	s.pools = poolmgr.New[*backendConn](cfg.Pool, d.dial)
 	return s, nil
 }

@@ -88,6 +88,7 @@ func run(ctx context.Context, cfg config.Config, log zerolog.Logger, started cha
 		Backend:        backend,
 		Databases:      cfg.Databases,
 		Setting:        cfg.Tenancy.Setting,
+		SetConfig:      cfg.Tenancy.SetWith == "set_config",
 		TLS:            tlsCfg,
 		RequireTLS:     cfg.RequireTLS(),
 		LoginTimeout:   cfg.Client.LoginTimeout,

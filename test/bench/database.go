@@ -89,7 +89,7 @@ func (t target) env() []string {
 func cleanEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "PG") {
+		if !strings.HasPrefix(kv, "PG") || strings.HasPrefix(kv, "PGTENANT_CPUPROFILE=") {
 			env = append(env, kv)
 		}
 	}

@@ -65,7 +65,18 @@ func lastRow(t *testing.T, results []*pgconn.Result) []string {
 }
 
 func TestEachTenantSeesOnlyItsRowsThroughEveryProtocolPath(t *testing.T) {
-	e := startProxy(t, nil)
+	for _, form := range []struct {
+		name      string
+		setConfig bool
+	}{{"SET LOCAL", false}, {"set_config", true}} {
+		t.Run(form.name, func(t *testing.T) {
+			e := startProxy(t, func(c *proxyConfig, _ *jwtConfig) { c.SetConfig = form.setConfig })
+			eachTenantSeesOnlyItsRows(t, e)
+		})
+	}
+}
+
+func eachTenantSeesOnlyItsRows(t *testing.T, e *env) {
 	paths := []struct {
 		name string
 		run  func(t *testing.T, conn *pgx.Conn) []visible
