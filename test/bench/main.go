@@ -49,10 +49,11 @@ const (
 type options struct {
 	duration int // seconds per pgbench run (-T)
 	rounds   int
-	clients  int // pgbench -c
-	jobs     int // pgbench -j
-	pool     int // backend connections of pgtenant's and PgBouncer's pool
-	scale    int // pgbench -i -s
+	clients  int    // pgbench -c
+	jobs     int    // pgbench -j
+	pool     int    // backend connections of pgtenant's and PgBouncer's pool
+	scale    int    // pgbench -i -s
+	setWith  string // pgtenant's tenancy.set_with
 }
 
 func main() {
@@ -63,6 +64,7 @@ func main() {
 	flag.IntVar(&o.jobs, "jobs", defaultJobs, "pgbench worker threads (pgbench -j)")
 	flag.IntVar(&o.pool, "pool", defaultPool, "backend pool size of pgtenant and of PgBouncer")
 	flag.IntVar(&o.scale, "scale", defaultScale, "pgbench scale factor of the test data (pgbench -i -s)")
+	flag.StringVar(&o.setWith, "set-with", "set_local", "pgtenant's tenancy.set_with: set_local or set_config")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "bench: unexpected arguments %q\n", flag.Args())
@@ -169,7 +171,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	direct := target{name: "direct", host: cluster.Host, port: cluster.Port, user: benchRole, password: password}
 
 	step(out, "starting pgtenant")
-	pt, err := startPgtenant(ctx, bin, work, cluster.DSN(benchRole, password, benchDatabase), o.pool)
+	pt, err := startPgtenant(ctx, bin, work, cluster.DSN(benchRole, password, benchDatabase), o.pool, o.setWith)
 	if err != nil {
 		return err
 	}

@@ -35,7 +35,7 @@ func buildPgtenant(ctx context.Context, root, out string) (string, error) {
 // startPgtenant runs `pgtenant serve` in front of backendDSN with a pool of
 // pool connections, mints a token for the bench tenant and waits until a
 // client can log in with it.
-func startPgtenant(ctx context.Context, bin, work, backendDSN string, pool int) (*proxyServer, error) {
+func startPgtenant(ctx context.Context, bin, work, backendDSN string, pool int, setWith string) (*proxyServer, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -53,6 +53,7 @@ func startPgtenant(ctx context.Context, bin, work, backendDSN string, pool int) 
 		// The bench has one tenant: the global cap must not be what limits it.
 		fmt.Sprint("PGTENANT_POOL_MAX_BACKEND_CONNECTIONS=", max(pool, poolmgr.DefaultMaxBackendConns)),
 		"PGTENANT_LOG_LEVEL=warn",
+		"PGTENANT_TENANCY_SET_WITH="+setWith,
 	)
 
 	tok := exec.CommandContext(ctx, bin, "token", "--org", benchOrg)
