@@ -5,7 +5,15 @@ import (
 	"errors"
 	"net"
 	"syscall"
+	"time"
 )
+
+// aliveCheckAfter is how long a connection must have been idle before
+// checkout checks that PostgreSQL has not closed it. A connection reused
+// sooner skips the check (one system call): under load, connections are
+// reused within microseconds and are almost never closed in between; one that
+// was is reported to its client as a lost backend (08006).
+const aliveCheckAfter = 100 * time.Millisecond
 
 // alive reports whether an idle backend connection is still usable: nothing
 // may be waiting to be read on it. PostgreSQL sends a FATAL ErrorResponse and

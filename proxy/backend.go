@@ -56,6 +56,9 @@ type backendConn struct {
 	// dropped records that a client may have deallocated the context
 	// statements: the connection must not be reused.
 	dropped bool
+	// releasedAt is when the connection last went back to the pool (zero
+	// for a new one); see aliveCheckAfter.
+	releasedAt time.Time
 
 	closeOnce sync.Once
 }

@@ -61,6 +61,7 @@ func (s *session) pump(att *attachment) {
 			flushErr = s.w.Flush()
 			err = resetSessionContext(b)
 		}
+		b.releasedAt = time.Now()
 		if err == nil && !b.dropped && b.r.Buffered() == 0 {
 			att.lease.Release()
 		} else {

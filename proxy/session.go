@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/rs/zerolog"
@@ -351,7 +352,7 @@ func (s *session) admit(typ byte, flags stmtFlags, terminal bool) (*attachment, 
 		// may have opened or closed a transaction block, wait for its
 		// ReadyForQuery: only then is it known whether this one starts a new
 		// transaction.
-		if executes && s.mu.unsure > 0 && s.mu.att != nil {
+		if executes && s.mustWaitLocked() {
 			// What was written so far must reach the backend, or the
 			// answer we wait for never comes.
 			s.mu.Unlock()
@@ -359,7 +360,7 @@ func (s *session) admit(typ byte, flags stmtFlags, terminal bool) (*attachment, 
 				return nil, injectNone, err
 			}
 			s.mu.Lock()
-			for s.mu.unsure > 0 && s.mu.att != nil {
+			for s.mustWaitLocked() {
 				s.mu.cond.Wait()
 			}
 		}
@@ -397,6 +398,16 @@ func (s *session) admit(typ byte, flags stmtFlags, terminal bool) (*attachment, 
 
 var errBackendGone = errors.New("backend connection lost")
 
+// mustWaitLocked reports whether a new sync group has to wait for the
+// replies in flight before the proxy can decide what to inject: when an
+// earlier group may have opened or closed a transaction block, or may have
+// deallocated the context statements (the backend is then closed when it
+// goes idle, and the group gets a fresh one).
+func (s *session) mustWaitLocked() bool {
+	att := s.mu.att
+	return att != nil && (s.mu.unsure > 0 || att.b.dropped && len(s.mu.groups) > 0)
+}
+
 // attach takes a backend from the tenant's pool and starts its pump.
 func (s *session) attach() error {
 	lease, err := s.acquireLive()
@@ -432,7 +443,8 @@ func (s *session) acquireLive() (*poolmgr.Lease[*backendConn], error) {
 		if err != nil {
 			return nil, err
 		}
-		if lease.Conn().alive() || i == maxDeadAcquires {
+		b := lease.Conn()
+		if time.Since(b.releasedAt) < aliveCheckAfter || b.alive() || i == maxDeadAcquires {
 			return lease, nil
 		}
 		s.log.Debug().Msg("discarded a backend connection that was closed while idle")

@@ -139,6 +139,11 @@ func eachTenantSeesOnlyItsRows(t *testing.T, e *env) {
 		{"pipeline through an aborted transaction", func(t *testing.T, conn *pgx.Conn) []visible {
 			return pipelineVisible(t, conn, []string{"BEGIN", visibleSQL, "SELECT 1/0", "ROLLBACK", visibleSQL})
 		}},
+		{"pipeline behind DEALLOCATE ALL", func(t *testing.T, conn *pgx.Conn) []visible {
+			// The client may drop every prepared statement on the backend,
+			// the proxy's own included; the next transaction must not care.
+			return pipelineVisible(t, conn, []string{"DEALLOCATE ALL", visibleSQL, "DISCARD ALL", visibleSQL})
+		}},
 		{"PL/pgSQL function", func(t *testing.T, conn *pgx.Conn) []visible {
 			var n int64
 			var s string

@@ -127,6 +127,8 @@ func TestABackendKilledWhileIdleIsReplacedTransparently(t *testing.T) {
 	conn := e.connect(t, "acme")
 	pid := backendPID(t, conn)
 	terminate(t, pid)
+	// Connections idle for less than 100ms are reused without a check.
+	time.Sleep(200 * time.Millisecond)
 	if again := backendPID(t, conn); again == pid {
 		t.Fatal("served by the terminated backend")
 	}
