@@ -77,6 +77,10 @@ type Backend struct {
 // Auth is the auth.* section.
 type Auth struct {
 	JWT auth.JWTConfig `mapstructure:"jwt"`
+	// AllowExpiredSessions keeps a session open after its token expires.
+	// By default the session ends, with 28P01, when its next transaction
+	// would start after the token's exp (plus auth.jwt.leeway).
+	AllowExpiredSessions bool `mapstructure:"allow_expired_sessions"`
 }
 
 // Tenancy is the tenancy.* section.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/rs/zerolog"
 
 	"github.com/pgtenant/pgtenant/pgerr"
 	"github.com/pgtenant/pgtenant/poolmgr"
@@ -99,6 +100,30 @@ type backendDialer struct {
 	// setConfig selects set_config(setting, org, true) instead of SET LOCAL
 	// for the per-transaction context (see Config.SetConfig).
 	setConfig bool
+	log       zerolog.Logger
+	logCheck  sync.Once
+}
+
+// checkServerLog warns the operator, once, when PostgreSQL would write the
+// WARNING that SET LOCAL raises outside a transaction block to its log for
+// every transaction pgtenant runs.
+func (d *backendDialer) checkServerLog(ctx context.Context, pc *pgconn.PgConn) {
+	if d.setConfig {
+		return
+	}
+	d.logCheck.Do(func() {
+		res, err := pc.Exec(ctx, "SELECT current_setting('log_min_messages')").ReadAll()
+		if err != nil || len(res) == 0 || len(res[0].Rows) == 0 {
+			return
+		}
+		switch level := string(res[0].Rows[0][0]); level {
+		case "error", "log", "fatal", "panic":
+		default:
+			d.log.Warn().Str("log_min_messages", level).Str("role", pc.ParameterStatus("session_authorization")).
+				Msg("PostgreSQL will log a WARNING \"SET LOCAL can only be used in transaction blocks\" for every transaction; " +
+					"run ALTER ROLE <this role> SET log_min_messages = error as a superuser, or set tenancy.set_with = set_config (not on Citus)")
+		}
+	})
 }
 
 // localContextSQL is the statement prepared once per backend that sets the
@@ -141,6 +166,7 @@ func (d *backendDialer) dial(ctx context.Context, key poolmgr.Key) (*backendConn
 	if _, err := pc.Prepare(ctx, ctxSessionStmt, "SET "+d.setting+" TO "+lit, nil); err != nil {
 		return nil, pgerr.New(pgerr.ConnectionException, "backend_setup", "cannot prepare the tenant context on the backend").Wrap(err)
 	}
+	d.checkServerLog(ctx, pc)
 	hc, err := pc.Hijack()
 	if err != nil {
 		return nil, err

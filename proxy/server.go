@@ -64,6 +64,10 @@ type Config struct {
 	MaxClientConns int
 	// Pool configures the per-tenant backend pools.
 	Pool poolmgr.Config
+	// ExpireSessions ends a session, with 28P01, when a transaction would
+	// start after its token's expiry plus TokenLeeway.
+	ExpireSessions bool
+	TokenLeeway    time.Duration
 }
 
 var settingPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$`)
@@ -122,7 +126,7 @@ func New(cfg Config, authn Authenticator, opts ...Option) (*Server, error) {
 	s.mu.listeners = map[net.Listener]struct{}{}
 	s.mu.sessions = map[*session]struct{}{}
 	s.mu.cancel = map[uint64]*session{}
-	d := &backendDialer{base: cfg.Backend, setting: cfg.Setting, setConfig: cfg.SetConfig}
+	d := &backendDialer{base: cfg.Backend, setting: cfg.Setting, setConfig: cfg.SetConfig, log: s.log}
 	s.pools = poolmgr.New[*backendConn](cfg.Pool, d.dial)
 	return s, nil
 }
@@ -268,6 +272,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = ctx.Err()
 		s.mu.Lock()
 		for sess := range s.mu.sessions {
+			sess.cancel() // a pool wait, if any
 			sess.conn.Close()
 		}
 		s.mu.Unlock()

@@ -71,10 +71,11 @@ type session struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// wmu is held by run while it writes a message that belongs to no sync
-	// group (CopyData, CopyDone, CopyFail, Flush) to the attached backend,
-	// and by pump while it decides to detach; so such a write never lands
-	// on a backend that has gone back to the pool.
+	// wmu is held by run while it writes to the attached backend, and by
+	// pump while it decides to detach at a ReadyForQuery: the reply to a
+	// message can arrive before the Flush that sent it returns, and a
+	// message that belongs to no sync group (CopyData, Flush) keeps nothing
+	// attached. So run never touches a backend that went back to the pool.
 	wmu sync.Mutex
 
 	// Fields below are used by run only.
@@ -410,6 +411,9 @@ func (s *session) mustWaitLocked() bool {
 
 // attach takes a backend from the tenant's pool and starts its pump.
 func (s *session) attach() error {
+	if err := s.checkExpiry(); err != nil {
+		return err
+	}
 	lease, err := s.acquireLive()
 	if err != nil {
 		return err
@@ -429,6 +433,18 @@ func (s *session) attach() error {
 	s.lastDone = att.done
 	go s.pump(att)
 	return nil
+}
+
+// checkExpiry ends the session at a transaction boundary once its token
+// has expired, when the server is configured to.
+func (s *session) checkExpiry() error {
+	exp := s.id.ExpiresAt
+	if !s.srv.cfg.ExpireSessions || exp.IsZero() || time.Now().Before(exp.Add(s.srv.cfg.TokenLeeway)) {
+		return nil
+	}
+	return pgerr.NewFatal(pgerr.InvalidPassword, "session_token_expired",
+		"the token of this session expired at "+exp.UTC().Format(time.RFC3339)).
+		WithHint("Reconnect with a new token.")
 }
 
 // maxDeadAcquires bounds how many dead idle connections one attach discards

@@ -95,6 +95,8 @@ func run(ctx context.Context, cfg config.Config, log zerolog.Logger, started cha
 		MaxMessageSize: cfg.Client.MaxMessageSize,
 		MaxClientConns: cfg.Client.MaxConnections,
 		Pool:           cfg.Pool,
+		ExpireSessions: !cfg.Auth.AllowExpiredSessions,
+		TokenLeeway:    cfg.Auth.JWT.Leeway,
 	}, verifier, proxy.WithLogger(log))
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -26,13 +27,18 @@ const runSlack = 30 * time.Second
 type results struct {
 	tps    map[string]map[string][]float64
 	failed map[string]map[string]error
+	// cpu is the proxy process's CPU time per transaction, in microseconds,
+	// of every successful run through a proxy.
+	cpu map[string]map[string][]float64
 }
 
 func newResults() *results {
-	r := &results{tps: map[string]map[string][]float64{}, failed: map[string]map[string]error{}}
+	r := &results{tps: map[string]map[string][]float64{}, failed: map[string]map[string]error{},
+		cpu: map[string]map[string][]float64{}}
 	for _, m := range modes {
 		r.tps[m] = map[string][]float64{}
 		r.failed[m] = map[string]error{}
+		r.cpu[m] = map[string][]float64{}
 	}
 	return r
 }
@@ -59,7 +65,7 @@ func runRounds(ctx context.Context, pgbench string, targets []target, o options,
 				if res.failed[mode][t.name] != nil {
 					continue
 				}
-				tps, err := measure(ctx, pgbench, t, mode, o)
+				tps, cpu, err := measure(ctx, pgbench, t, mode, o)
 				if ctx.Err() != nil {
 					return res, ctx.Err()
 				}
@@ -70,6 +76,9 @@ func runRounds(ctx context.Context, pgbench string, targets []target, o options,
 					continue
 				}
 				res.tps[mode][t.name] = append(res.tps[mode][t.name], tps)
+				if cpu > 0 {
+					res.cpu[mode][t.name] = append(res.cpu[mode][t.name], cpu)
+				}
 				fmt.Fprintf(out, "round %d/%d  %-8s  %-9s  %10.0f tps\n", round+1, o.rounds, mode, t.name, tps)
 			}
 		}
@@ -83,30 +92,56 @@ func runRounds(ctx context.Context, pgbench string, targets []target, o options,
 // measure runs pgbench against t once. When t goes through a proxy, a
 // failure carries the proxy's output during the run, and a proxy that has
 // exited is not run against.
-func measure(ctx context.Context, pgbench string, t target, mode string, o options) (float64, error) {
+func measure(ctx context.Context, pgbench string, t target, mode string, o options) (tps, cpuPerTx float64, err error) {
 	if t.via == nil {
-		tps, err := runPgbench(ctx, pgbench, t, mode, o)
+		tps, _, err := runPgbench(ctx, pgbench, t, mode, o)
 		if err != nil {
-			return 0, fmt.Errorf("pgbench -M %s against %s failed: %w", mode, t.name, err)
+			return 0, 0, fmt.Errorf("pgbench -M %s against %s failed: %w", mode, t.name, err)
 		}
-		return tps, nil
+		return tps, 0, nil
 	}
 	if t.via.exited() {
-		return 0, fmt.Errorf("%s has exited; pgbench -M %s not run against it", t.name, mode)
+		return 0, 0, fmt.Errorf("%s has exited; pgbench -M %s not run against it", t.name, mode)
 	}
 	offset := t.via.logSize()
-	tps, err := runPgbench(ctx, pgbench, t, mode, o)
+	cpu0 := processCPU(t.via.pid)
+	tps, txs, err := runPgbench(ctx, pgbench, t, mode, o)
 	if err != nil {
-		return 0, fmt.Errorf("pgbench -M %s against %s failed: %w\n--- %s's output during that run ---\n%s\n---",
+		return 0, 0, fmt.Errorf("pgbench -M %s against %s failed: %w\n--- %s's output during that run ---\n%s\n---",
 			mode, t.name, err, t.name, t.via.logSince(offset))
 	}
-	return tps, nil
+	if cpu := processCPU(t.via.pid) - cpu0; cpu > 0 && txs > 0 {
+		cpuPerTx = float64(cpu.Microseconds()) / float64(txs)
+	}
+	return tps, cpuPerTx, nil
+}
+
+// processCPU returns the user plus system CPU time pid has used, or 0 when
+// /proc does not tell.
+func processCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses and may hold spaces.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	const clockTicks = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / clockTicks
 }
 
 // runPgbench runs the select-only workload against t once and returns its
-// tps, excluding connection time. Any error, aborted client or missing
-// result is a failure that carries pgbench's output.
-func runPgbench(ctx context.Context, pgbench string, t target, mode string, o options) (float64, error) {
+// tps, excluding connection time, and the number of transactions. Any error,
+// aborted client or missing result is a failure that carries pgbench's output.
+func runPgbench(ctx context.Context, pgbench string, t target, mode string, o options) (float64, int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(o.duration)*time.Second+runSlack)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, pgbench, "-n", "-S",
@@ -119,21 +154,28 @@ func runPgbench(ctx context.Context, pgbench string, t target, mode string, o op
 	b, err := cmd.CombinedOutput()
 	output := strings.TrimSpace(string(b))
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return 0, fmt.Errorf("pgbench did not finish within %s of its -T and was killed; its output:\n%s",
+		return 0, 0, fmt.Errorf("pgbench did not finish within %s of its -T and was killed; its output:\n%s",
 			runSlack, output)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("%w; pgbench's output:\n%s", err, output)
+		return 0, 0, fmt.Errorf("%w; pgbench's output:\n%s", err, output)
 	}
 	tps, err := parseTPS(output)
 	if err != nil {
-		return 0, fmt.Errorf("%w; pgbench's output:\n%s", err, output)
+		return 0, 0, fmt.Errorf("%w; pgbench's output:\n%s", err, output)
 	}
-	return tps, nil
+	var txs int64
+	if m := txLine.FindStringSubmatch(output); m != nil {
+		txs, _ = strconv.ParseInt(m[1], 10, 64)
+	}
+	return tps, txs, nil
 }
 
 // tpsLine is pgbench's summary line (PostgreSQL 14 and later).
 var tpsLine = regexp.MustCompile(`(?m)^tps = ([0-9]+(?:\.[0-9]+)?) \(without initial connection time\)`)
+
+// txLine is pgbench's count of completed transactions.
+var txLine = regexp.MustCompile(`(?m)^number of transactions actually processed: ([0-9]+)`)
 
 // parseTPS returns the throughput from pgbench's output.
 func parseTPS(output string) (float64, error) {

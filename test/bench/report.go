@@ -39,6 +39,17 @@ func printReport(out io.Writer, res *results, targets []target) {
 	}
 	_ = tw.Flush()
 
+	fmt.Fprintln(out, "\nproxy CPU time per transaction (median µs; lower is leaner):")
+	for _, mode := range modes {
+		var s []string
+		for _, name := range []string{"pgtenant", "pgbouncer"} {
+			if c := res.cpu[mode][name]; len(c) > 0 {
+				s = append(s, fmt.Sprintf("%s %.1f", name, median(c)))
+			}
+		}
+		fmt.Fprintf(out, "  %-8s  %s\n", mode, strings.Join(s, "   "))
+	}
+
 	fmt.Fprintln(out, "\nsamples (tps without connection time, in run order):")
 	for _, mode := range modes {
 		for _, name := range names {

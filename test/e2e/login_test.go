@@ -15,6 +15,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgtenant/pgtenant/auth"
 )
 
 func signed(t *testing.T, method jwt.SigningMethod, key any, claims jwt.MapClaims) string {
@@ -145,4 +147,28 @@ func selfSigned(t *testing.T) tls.Certificate {
 		t.Fatal(err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+func TestASessionEndsAtTheFirstTransactionAfterItsTokenExpires(t *testing.T) {
+	e := startProxy(t, func(c *proxyConfig, j *jwtConfig) {
+		c.ExpireSessions = true
+		j.Leeway = time.Nanosecond
+	})
+	tok, err := auth.Mint(secret, auth.MintClaims{Org: "acme", TTL: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := pgconn.Connect(ctxT(t), e.dsn(tok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	if _, err := c.Exec(ctxT(t), "SELECT 1").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2500 * time.Millisecond)
+	_, err = c.Exec(ctxT(t), "SELECT 1").ReadAll()
+	if pgCode(err) != "28P01" {
+		t.Fatalf("got %v, want SQLSTATE 28P01 for the expired session", err)
+	}
 }
