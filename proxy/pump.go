@@ -34,6 +34,14 @@ func (w clientWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// pumpAll serves the attachments run hands over until run closes pumpCh.
+func (s *session) pumpAll() {
+	for att := range s.pumpCh {
+		s.pump(att)
+		s.pumpDone <- struct{}{}
+	}
+}
+
 // pump copies the backend's replies to the client as raw frames, swallowing
 // the replies to injected messages, until the transaction ends (then it
 // releases the backend) or either side fails (then it destroys it).
@@ -70,7 +78,6 @@ func (s *session) pump(att *attachment) {
 		if flushErr == nil {
 			flushErr = s.w.Flush()
 		}
-		close(att.done)
 		if flushErr != nil || shutdown {
 			_ = s.conn.SetReadDeadline(aLongTimeAgo) // wake run to end the session
 		}
@@ -100,7 +107,6 @@ func (s *session) pump(att *attachment) {
 		s.writeError(pe)
 		_ = s.w.Flush()
 	}
-	close(att.done)
 	s.conn.Close() // ends run's read
 }
 

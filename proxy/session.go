@@ -48,14 +48,16 @@ type group struct {
 type attachment struct {
 	lease *poolmgr.Lease[*backendConn]
 	b     *backendConn
-	done  chan struct{} // closed when the pump has exited and let go of s.w
 }
 
 // session is one client connection. Two goroutines serve it: run reads the
 // client and writes to the attached backend; pump reads the backend and
-// writes to the client. The client writer s.w belongs to pump while a backend
-// is attached and to run otherwise (run waits for the last pump's done before
-// touching it). The session closes the client socket when run returns.
+// writes to the client. pump is started at the first transaction and serves
+// one attachment after another, handed over on pumpCh; it reports the end of
+// each on pumpDone and exits when run closes pumpCh. The client writer s.w
+// belongs to pump while it serves an attachment and to run otherwise (run
+// calls waitPump before touching it). The session closes the client socket
+// when run returns.
 type session struct {
 	srv       *Server
 	conn      net.Conn
@@ -82,7 +84,9 @@ type session struct {
 	scratch       []byte
 	inGroup       bool // a sync group is open on the attached backend
 	skipUntilSync bool // an error was reported mid extended-protocol sequence
-	lastDone      chan struct{}
+	pumpCh        chan *attachment // nil until the pump goroutine starts
+	pumpDone      chan struct{}    // one value per attachment served
+	pumpBusy      bool             // an attachment was handed over and its end not yet received
 	unnamedFlags  stmtFlags
 	namedFlags    map[string]stmtFlags
 
@@ -105,16 +109,27 @@ func newSession(srv *Server, c net.Conn) *session {
 	s.log = srv.log.With().Str("client_addr", c.RemoteAddr().String()).Logger()
 	s.mu.cond.L = &s.mu.Mutex
 	s.mu.status = 'I'
-	s.lastDone = closedChan
 	return s
 }
 
-var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+// waitPump waits until the pump has finished with the last attachment it
+// was given, and so let go of the client writer.
+func (s *session) waitPump() {
+	if s.pumpBusy {
+		<-s.pumpDone
+		s.pumpBusy = false
+	}
+}
 
 // run serves the session to its end and closes the client socket.
 func (s *session) run() {
 	defer s.conn.Close()
 	defer s.cancel()
+	defer func() {
+		if s.pumpCh != nil {
+			close(s.pumpCh)
+		}
+	}()
 	err := s.login(s.ctx)
 	if err == nil {
 		err = s.serve()
@@ -137,9 +152,8 @@ func (s *session) finish(err error) {
 		}
 		att.b.Close()
 		s.cancel()
-		<-att.done
 	}
-	<-s.lastDone
+	s.waitPump()
 	if err == nil || errors.Is(err, errNoStartup) {
 		return
 	}
@@ -230,7 +244,7 @@ func (s *session) serve() error {
 			if errors.As(err, &pe) && !pe.Fatal() {
 				// Could not get a backend: report it like PostgreSQL reports
 				// a failed statement, and keep the session.
-				<-s.lastDone
+				s.waitPump()
 				s.writeError(pe)
 				switch h.Type {
 				case 'Q', 'F', 'S':
@@ -418,8 +432,8 @@ func (s *session) attach() error {
 	if err != nil {
 		return err
 	}
-	<-s.lastDone // the previous pump has let go of the client writer
-	att := &attachment{lease: lease, b: lease.Conn(), done: make(chan struct{})}
+	s.waitPump() // the pump has let go of the client writer
+	att := &attachment{lease: lease, b: lease.Conn()}
 
 	s.mu.Lock()
 	if s.mu.closing {
@@ -430,8 +444,13 @@ func (s *session) attach() error {
 	s.mu.att = att
 	s.mu.status = 'I'
 	s.mu.Unlock()
-	s.lastDone = att.done
-	go s.pump(att)
+	if s.pumpCh == nil {
+		s.pumpCh = make(chan *attachment)
+		s.pumpDone = make(chan struct{}, 1)
+		go s.pumpAll()
+	}
+	s.pumpCh <- att
+	s.pumpBusy = true
 	return nil
 }
 
@@ -490,7 +509,7 @@ func (s *session) flushBackend() error {
 // see the broken connection too and report it; run waits for that.
 func (s *session) backendWriteFailed(att *attachment, err error) error {
 	att.b.Close()
-	<-att.done
+	s.waitPump()
 	return errBackendGone
 }
 
@@ -519,7 +538,7 @@ func (s *session) forwardLoose(h wire.Header) error {
 }
 
 func (s *session) writeReady(status byte) error {
-	<-s.lastDone
+	s.waitPump()
 	buf, _ := (&pgproto3.ReadyForQuery{TxStatus: status}).Encode(s.w.AvailableBuffer())
 	if _, err := s.w.Write(buf); err != nil {
 		return err
