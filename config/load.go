@@ -55,6 +55,11 @@ func Read(file string, flags *pflag.FlagSet, flagKeys map[string]string) (Config
 			}
 		}
 	}
+	if file != "" {
+		if err := checkUnknownKeys(v); err != nil {
+			return Config{}, err
+		}
+	}
 	var c Config
 	err := v.Unmarshal(&c, func(dc *mapstructure.DecoderConfig) {
 		dc.ErrorUnused = true
@@ -62,11 +67,6 @@ func Read(file string, flags *pflag.FlagSet, flagKeys map[string]string) (Config
 	})
 	if err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
-	}
-	if file != "" {
-		if err := checkUnknownKeys(v); err != nil {
-			return Config{}, err
-		}
 	}
 	c.SetDefaults()
 	return c, nil

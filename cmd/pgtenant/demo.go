@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"time"
@@ -60,15 +61,14 @@ func newDemoCmd() *cobra.Command {
 			"pgtenant in front of it and prints a psql command per tenant. Ctrl-C stops and cleans up.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDemo(cmd.Context(), listen)
+			return runDemo(cmd.Context(), cmd.OutOrStdout(), listen)
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", config.DefaultListen, "client listen address (a free port is used if this one is taken)")
 	return cmd
 }
 
-func runDemo(ctx context.Context, listen string) error {
-	out := os.Stdout
+func runDemo(ctx context.Context, out io.Writer, listen string) error {
 	superDSN := os.Getenv("PGTENANT_DEMO_DSN")
 	var cluster *pgcluster.Cluster
 	if superDSN == "" {

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
+
+	"github.com/pgtenant/pgtenant/auth"
+	"github.com/pgtenant/pgtenant/internal/pgcluster"
+)
+
+func TestMain(m *testing.M) {
+	if _, err := pgcluster.BinDir(); err != nil {
+		// The demo test needs PostgreSQL; make test installs it.
+		os.Stderr.WriteString(err.Error() + "\n")
+		os.Exit(1)
+	}
+	goleak.VerifyTestMain(m)
+}
+
+const testSecret = "cmd-test-secret-0123456789abcdef-0123456789"
+
+func runCmd(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := newRootCmd()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(io.Discard)
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+func TestTokenPrintsAVerifiableTokenAlone(t *testing.T) {
+	t.Setenv("PGTENANT_AUTH_JWT_SECRET", testSecret)
+	out, err := runCmd(t, "token", "--org", "acme", "--sub", "alice", "--ttl", "10m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := strings.TrimSuffix(out, "\n")
+	if strings.ContainsAny(tok, " \n") {
+		t.Fatalf("output is not the token alone: %q", out)
+	}
+	v, err := auth.NewVerifier(auth.JWTConfig{Secret: testSecret}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := v.Verify(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.Org != "acme" || id.Subject != "alice" || time.Until(id.ExpiresAt) > 10*time.Minute {
+		t.Fatalf("token claims: %+v", id)
+	}
+}
+
+func TestTokenRefusesAnOrgThePatternRejects(t *testing.T) {
+	t.Setenv("PGTENANT_AUTH_JWT_SECRET", testSecret)
+	if _, err := runCmd(t, "token", "--org", "acme'; --"); err == nil {
+		t.Fatal("minted a token for an invalid org")
+	}
+	if _, err := runCmd(t, "token"); err == nil || !strings.Contains(err.Error(), "--org") {
+		t.Fatalf("missing --org: %v", err)
+	}
+}
+
+func TestServeRefusesAnIncompleteConfigNamingTheKey(t *testing.T) {
+	t.Setenv("PGTENANT_AUTH_JWT_SECRET", testSecret)
+	_, err := runCmd(t, "serve")
+	if err == nil || !strings.Contains(err.Error(), "backend.dsn") {
+		t.Fatalf("got %v, want an error naming backend.dsn", err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and one reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var psqlLine = regexp.MustCompile(`PGPASSWORD='([^']+)' psql "host=(\S+) port=(\d+) dbname=(\S+) user=(\S+) sslmode=disable"`)
+
+func TestDemoServesEachTenantOnlyItsRowsAndCleansUp(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- runDemo(ctx, &out, "127.0.0.1:0") }()
+
+	deadline := time.Now().Add(90 * time.Second)
+	for !strings.Contains(out.String(), "Press Ctrl-C") {
+		select {
+		case err := <-done:
+			t.Fatalf("demo ended early: %v\n%s", err, out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("demo did not start:\n%s", out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	lines := psqlLine.FindAllStringSubmatch(out.String(), -1)
+	if len(lines) != len(demoTenants) {
+		t.Fatalf("want a psql command per tenant, got:\n%s", out.String())
+	}
+	var addr string
+	for i, m := range lines {
+		org := demoTenants[i].org
+		addr = net.JoinHostPort(m[2], m[3])
+		conn, err := pgx.Connect(ctx, "postgres://"+m[5]+":"+m[1]+"@"+addr+"/"+m[4]+"?sslmode=disable")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := conn.Query(ctx, "SELECT org_id FROM projects", pgx.QueryExecModeSimpleProtocol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		orgs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(orgs) != len(demoTenants[i].projects) {
+			t.Errorf("%s sees %d rows, want %d", org, len(orgs), len(demoTenants[i].projects))
+		}
+		for _, o := range orgs {
+			if o != org {
+				t.Errorf("%s sees a row of %s", org, o)
+			}
+		}
+		conn.Close(ctx)
+	}
+
+	cancel() // Ctrl-C
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("demo: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("demo did not stop")
+	}
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Fatal("the proxy still listens after the demo stopped")
+	}
+	if !strings.Contains(out.String(), "removing its data") {
+		t.Fatalf("the throwaway PostgreSQL was not stopped:\n%s", out.String())
+	}
+}
