@@ -82,8 +82,8 @@ type session struct {
 
 	// Fields below are used by run only.
 	scratch       []byte
-	inGroup       bool // a sync group is open on the attached backend
-	skipUntilSync bool // an error was reported mid extended-protocol sequence
+	inGroup       bool             // a sync group is open on the attached backend
+	skipUntilSync bool             // an error was reported mid extended-protocol sequence
 	pumpCh        chan *attachment // nil until the pump goroutine starts
 	pumpDone      chan struct{}    // one value per attachment served
 	pumpBusy      bool             // an attachment was handed over and its end not yet received
