@@ -4,11 +4,13 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 func TestShutdownLetsTransactionsFinishAndEndsSessionsWith57P01(t *testing.T) {
 	e := startProxy(t, nil)
-	idle, busy := e.connect(t, "acme"), e.connect(t, "globex")
+	idle, busy := hijack(t, e.dsn(token(t, "acme"))), e.connect(t, "globex")
 	ctx := ctxT(t)
 	tx, err := busy.Begin(ctx)
 	if err != nil {
@@ -24,10 +26,10 @@ func TestShutdownLetsTransactionsFinishAndEndsSessionsWith57P01(t *testing.T) {
 		defer cancel()
 		done <- e.srv.Shutdown(sctx)
 	}()
-	// The idle session is told at once.
-	_, err = idle.Exec(ctx, "SELECT 1")
-	if pgCode(err) != "57P01" {
-		t.Fatalf("idle session: got %v, want SQLSTATE 57P01", err)
+	// The idle session is told at once, without having to ask.
+	m, err := idle.fe.Receive()
+	if er, ok := m.(*pgproto3.ErrorResponse); err != nil || !ok || er.Code != "57P01" || er.Severity != "FATAL" {
+		t.Fatalf("idle session: got %#v, %v; want FATAL 57P01", m, err)
 	}
 	// The open transaction may finish.
 	if _, err := tx.Exec(ctx, "INSERT INTO items (name) VALUES ('during shutdown')"); err != nil {
