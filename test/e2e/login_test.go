@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -10,11 +11,14 @@ import (
 	"crypto/x509/pkix"
 	"math/big"
 	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/rs/zerolog"
 
 	"github.com/pgtenant/pgtenant/auth"
 )
@@ -171,4 +175,48 @@ func TestASessionEndsAtTheFirstTransactionAfterItsTokenExpires(t *testing.T) {
 	if pgCode(err) != "28P01" {
 		t.Fatalf("got %v, want SQLSTATE 28P01 for the expired session", err)
 	}
+}
+
+func TestTokensNeverReachTheLog(t *testing.T) {
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	log := zerolog.New(lockedWriter{&mu, &buf}).Level(zerolog.TraceLevel)
+	e := startProxyLogging(t, log, nil)
+	good := token(t, "acme")
+	forged := signed(t, jwt.SigningMethodHS256, []byte("not-the-secret-0123456789abcdef-xyz"), jwt.MapClaims{"org_id": "acme"})
+	if _, err := pgconn.Connect(ctxT(t), e.dsn(forged)); err == nil {
+		t.Fatal("forged token accepted")
+	}
+	c, err := pgconn.Connect(ctxT(t), e.dsn(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctxT(t), "SELECT 1/0").ReadAll(); err == nil {
+		t.Fatal("want an error to be logged")
+	}
+	c.Close(context.Background())
+	e.srv.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	out := buf.String()
+	if !strings.Contains(out, "password authentication failed") {
+		t.Fatalf("the refused login was not logged:\n%s", out)
+	}
+	for _, tok := range []string{good, forged} {
+		sig := tok[strings.LastIndexByte(tok, '.')+1:]
+		if strings.Contains(out, tok) || strings.Contains(out, sig) || strings.Contains(out, string(secret)) {
+			t.Fatalf("a token or the secret reached the log:\n%s", out)
+		}
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -90,6 +90,12 @@ type env struct {
 // config first. The server is shut down when the test ends.
 func startProxy(t *testing.T, mutate func(*proxy.Config, *auth.JWTConfig)) *env {
 	t.Helper()
+	return startProxyLogging(t, testLogger(t), mutate)
+}
+
+// startProxyLogging is startProxy with the proxy's log sent to log.
+func startProxyLogging(t *testing.T, log zerolog.Logger, mutate func(*proxy.Config, *auth.JWTConfig)) *env {
+	t.Helper()
 	c := testpg.Cluster(t)
 	backend, err := pgconn.ParseConfig(c.DSN(appRole, appPassword, database))
 	if err != nil {
@@ -107,7 +113,7 @@ func startProxy(t *testing.T, mutate func(*proxy.Config, *auth.JWTConfig)) *env 
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := proxy.New(cfg, verifier, proxy.WithLogger(testLogger(t)))
+	srv, err := proxy.New(cfg, verifier, proxy.WithLogger(log))
 	if err != nil {
 		t.Fatal(err)
 	}
