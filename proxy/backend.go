@@ -57,6 +57,8 @@ type backendConn struct {
 	// dropped records that a client may have deallocated the context
 	// statements: the connection must not be reused.
 	dropped bool
+	// stmts are the client statements prepared on this connection.
+	stmts backendStmts
 	// releasedAt is when the connection last went back to the pool (zero
 	// for a new one); see aliveCheckAfter.
 	releasedAt time.Time

@@ -137,9 +137,17 @@ func (s *session) pumpLoop(b *backendConn) error {
 				continue
 			}
 		}
-		if h.Type == 'E' {
+		switch h.Type {
+		case 'E':
 			if err := fatalBackendError(b, h); err != nil {
 				return err
+			}
+		case '1':
+			if s.injectedParseComplete() {
+				if err := wire.Discard(b.r, h); err != nil {
+					return err
+				}
+				continue
 			}
 		}
 		if h.Type != 'Z' {
@@ -170,8 +178,13 @@ func (s *session) pumpLoop(b *backendConn) error {
 		s.wmu.Lock()
 		s.mu.Lock()
 		if len(s.mu.groups) > 0 {
-			if s.mu.groups[0].txControl {
+			g := &s.mu.groups[0]
+			if g.txControl {
 				s.mu.unsure--
+			}
+			// Parses skipped after an error, or failed, prepared nothing.
+			for _, p := range g.parses[g.completed:] {
+				b.stmts.set(p.stmt, false)
 			}
 			s.mu.groups = append(s.mu.groups[:0], s.mu.groups[1:]...)
 		}
@@ -192,6 +205,22 @@ func (s *session) pumpLoop(b *backendConn) error {
 			}
 		}
 	}
+}
+
+// injectedParseComplete matches a ParseComplete to the Parse it answers and
+// reports whether that Parse was one the proxy injected.
+func (s *session) injectedParseComplete() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.mu.groups) == 0 {
+		return false
+	}
+	g := &s.mu.groups[0]
+	if g.completed >= len(g.parses) {
+		return false
+	}
+	g.completed++
+	return g.parses[g.completed-1].injected
 }
 
 // errBackendFatal is a FATAL or PANIC error from PostgreSQL: the backend is

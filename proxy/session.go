@@ -41,6 +41,8 @@ type group struct {
 	inject    injectKind
 	txControl bool // some message in it may open or close a transaction block
 	ended     bool // its Sync/Query/FunctionCall has been sent
+	parses    []parseSent
+	completed int // parses answered with ParseComplete so far
 }
 
 // attachment is a backend serving the session for the current transaction.
@@ -82,13 +84,17 @@ type session struct {
 
 	// Fields below are used by run only.
 	scratch       []byte
-	inGroup       bool             // a sync group is open on the attached backend
-	skipUntilSync bool             // an error was reported mid extended-protocol sequence
-	pumpCh        chan *attachment // nil until the pump goroutine starts
-	pumpDone      chan struct{}    // one value per attachment served
-	pumpBusy      bool             // an attachment was handed over and its end not yet received
-	unnamedFlags  stmtFlags
-	namedFlags    map[string]stmtFlags
+	inGroup       bool                   // a sync group is open on the attached backend
+	skipUntilSync bool                   // an error was reported mid extended-protocol sequence
+	pumpCh        chan *attachment       // nil until the pump goroutine starts
+	pumpDone      chan struct{}          // one value per attachment served
+	pumpBusy      bool                   // an attachment was handed over and its end not yet received
+	stmtSession   uint64                 // for backend statement names; set at the first named Parse
+	stmts         map[string]*clientStmt // the client's named statements
+	unnamed       *clientStmt            // the client's unnamed statement
+	nextStmt      int
+	outBuf        []byte // a rewritten message
+	preBuf        []byte // an injected Parse
 
 	mu struct {
 		sync.Mutex
@@ -274,30 +280,18 @@ func (s *session) classify(typ byte, body []byte) (stmtFlags, error) {
 		}
 		return scanSQL(text), nil
 	case 'P':
-		name, text, err := wire.ParseText(body)
+		_, text, err := wire.ParseText(body)
 		if err != nil {
 			return 0, pgerr.NewFatal(pgerr.ProtocolViolation, "protocol_violation", err.Error())
 		}
-		f := scanSQL(text)
-		if name == "" {
-			s.unnamedFlags = f
-		} else {
-			if s.namedFlags == nil {
-				s.namedFlags = map[string]stmtFlags{}
-			}
-			s.namedFlags[name] = f
-		}
-		return f, nil
+		return scanSQL(text), nil
 	case 'B':
 		name, err := wire.BindStatement(body)
 		if err != nil {
 			return 0, pgerr.NewFatal(pgerr.ProtocolViolation, "protocol_violation", err.Error())
 		}
-		if name == "" {
-			return s.unnamedFlags, nil
-		}
-		if f, ok := s.namedFlags[name]; ok {
-			return f, nil
+		if cs := s.lookupStmt(name); cs != nil {
+			return cs.flags, nil
 		}
 		return flagTxControl, nil // unknown statement: assume the worst
 	}
@@ -313,6 +307,17 @@ func (s *session) forward(typ byte, frame []byte, flags stmtFlags) error {
 		return err
 	}
 	b := att.b
+	var pre []byte
+	switch typ {
+	case 'P', 'B', 'D', 'C':
+		if frame, pre, err = s.mapStatement(b, typ, frame); err != nil {
+			return pgerr.NewFatal(pgerr.ProtocolViolation, "protocol_violation", "malformed message").Wrap(err)
+		}
+	}
+	if flags&flagDropsStatements != 0 && typ == 'Q' {
+		sql, _ := wire.QueryText(wire.Body(frame))
+		s.forgetStatements(sql)
+	}
 	// The group bookkeeping keeps the backend attached until this message
 	// is answered, but the answer can arrive before Flush returns: wmu makes
 	// the pump wait for this goroutine to let go of b.w before it releases b.
@@ -326,6 +331,9 @@ func (s *session) forward(typ byte, frame []byte, flags stmtFlags) error {
 	}
 	if flags&flagDropsStatements != 0 {
 		b.dropped = true
+	}
+	if pre != nil {
+		_, _ = b.w.Write(pre)
 	}
 	_, err = b.w.Write(frame)
 	if err == nil && s.r.Buffered() < wire.HeaderLen {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -232,3 +233,5 @@ func asPgError(err error, target **pgconn.PgError) bool { return errors.As(err, 
 func containsString(s, sub string) bool { return strings.Contains(s, sub) }
 
 func testpgCluster(t *testing.T) *pgcluster.Cluster { return testpg.Cluster(t) }
+
+func writeFileString(path, content string) error { return os.WriteFile(path, []byte(content), 0o644) }

@@ -90,6 +90,18 @@ func TestInjectedRepliesNeverReachTheClient(t *testing.T) {
 		{"commit outside a transaction", 1, []pgproto3.FrontendMessage{&pgproto3.Query{String: "COMMIT"}}},
 		{"pipeline", 2, append(ext("SELECT 1"), ext("SELECT 2")...)},
 		{"lone sync", 1, []pgproto3.FrontendMessage{&pgproto3.Sync{}}},
+		{"named statement", 1, []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Name: "s1", Query: "SELECT $1::int * 2 AS d"},
+			&pgproto3.Describe{ObjectType: 'S', Name: "s1"}, &pgproto3.Sync{}}},
+		{"named statement, next transaction", 1, []pgproto3.FrontendMessage{
+			&pgproto3.Bind{PreparedStatement: "s1", Parameters: [][]byte{[]byte("21")}},
+			&pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}}},
+		{"close named statement", 1, []pgproto3.FrontendMessage{
+			&pgproto3.Close{ObjectType: 'S', Name: "s1"}, &pgproto3.Sync{}}},
+		{"close unknown statement", 1, []pgproto3.FrontendMessage{
+			&pgproto3.Close{ObjectType: 'S', Name: "never"}, &pgproto3.Sync{}}},
+		{"bind unknown statement", 1, []pgproto3.FrontendMessage{
+			&pgproto3.Bind{PreparedStatement: "never"}, &pgproto3.Execute{}, &pgproto3.Sync{}}},
 		{"vacuum", 1, []pgproto3.FrontendMessage{&pgproto3.Query{String: "VACUUM app_owned"}}},
 		{"notice", 1, []pgproto3.FrontendMessage{&pgproto3.Query{String: "DO $$ BEGIN RAISE NOTICE 'hello'; END $$"}}},
 	}

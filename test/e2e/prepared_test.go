@@ -1,0 +1,141 @@
+package e2e
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgtenant/pgtenant/internal/pgcluster"
+)
+
+// connectMode is connect with a chosen pgx query mode.
+func (e *env) connectMode(t testing.TB, org string, mode pgx.QueryExecMode) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(e.dsn(token(t, org)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DefaultQueryExecMode = mode
+	conn, err := pgx.ConnectConfig(ctxT(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+func TestPgxPreparedStatementsWorkAcrossTransactionsAndBackends(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		mode pgx.QueryExecMode
+	}{
+		{"cache_statement (the default)", pgx.QueryExecModeCacheStatement},
+		{"describe_exec", pgx.QueryExecModeDescribeExec},
+		{"cache_describe", pgx.QueryExecModeCacheDescribe},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			// Three backends per tenant, six clients: every client's
+			// statements meet backends that have never seen them.
+			e := startProxy(t, func(c *proxyConfig, _ *jwtConfig) { c.Pool.Size = 3 })
+			var wg sync.WaitGroup
+			for i := 0; i < 6; i++ {
+				org := []string{"acme", "globex"}[i%2]
+				conn := e.connectMode(t, org, mode.mode)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for j := 0; j < 40; j++ {
+						var s, orgs string
+						if err := conn.QueryRow(context.Background(), visibleSQL+" WHERE id > $1", -j%3).Scan(&s, &orgs); err != nil {
+							t.Errorf("%s, query %d: %v", org, j, err)
+							return
+						}
+						parseVisible(s, orgs).check(t, org)
+						var n int64
+						if err := conn.QueryRow(context.Background(), "SELECT count_items() + $1::bigint", 0).Scan(&n); err != nil {
+							t.Errorf("%s: %v", org, err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+		})
+	}
+}
+
+func TestClientsOfOneTenantKeepTheirOwnStatementsOnASharedBackend(t *testing.T) {
+	e := startProxy(t, func(c *proxyConfig, _ *jwtConfig) { c.Pool.Size = 1 })
+	a, b := e.connect(t, "acme").PgConn(), e.connect(t, "acme").PgConn()
+	ctx := ctxT(t)
+	if _, err := a.Prepare(ctx, "s1", "SELECT 'from a'", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Prepare(ctx, "s1", "SELECT 'from b'", nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		for _, c := range []struct {
+			conn *pgconn.PgConn
+			want string
+		}{{a, "from a"}, {b, "from b"}} {
+			res := c.conn.ExecPrepared(ctx, "s1", nil, nil, nil).Read()
+			if res.Err != nil || string(res.Rows[0][0]) != c.want {
+				t.Fatalf("got %q, %v; want %q", res.Rows, res.Err, c.want)
+			}
+		}
+	}
+	// Closing is the client's own business.
+	if err := a.Deallocate(ctx, "s1"); err != nil {
+		t.Fatal(err)
+	}
+	if res := a.ExecPrepared(ctx, "s1", nil, nil, nil).Read(); pgCode(res.Err) != "26000" {
+		t.Fatalf("a's closed statement: %v, want 26000", res.Err)
+	}
+	if res := b.ExecPrepared(ctx, "s1", nil, nil, nil).Read(); res.Err != nil || string(res.Rows[0][0]) != "from b" {
+		t.Fatalf("b lost its statement: %v", res.Err)
+	}
+	// DEALLOCATE ALL too.
+	if _, err := b.Exec(ctx, "DEALLOCATE ALL").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	if res := b.ExecPrepared(ctx, "s1", nil, nil, nil).Read(); pgCode(res.Err) != "26000" {
+		t.Fatalf("after DEALLOCATE ALL: %v, want 26000", res.Err)
+	}
+	// Another client's backend name is not a way in.
+	if res := a.ExecPrepared(ctx, "pgt_1_1", nil, nil, nil).Read(); pgCode(res.Err) != "26000" {
+		t.Fatalf("binding a pgtenant statement name: %v, want 26000", res.Err)
+	}
+}
+
+func TestPgbenchRunsInEveryProtocolMode(t *testing.T) {
+	bin, err := pgcluster.BinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pgbench := filepath.Join(bin, "pgbench")
+	e := startProxy(t, func(c *proxyConfig, _ *jwtConfig) { c.Pool.Size = 4 })
+	host, port, _ := strings.Cut(e.addr, ":")
+	script := filepath.Join(t.TempDir(), "tenant.sql")
+	if err := writeFileString(script, "\\set n random(0, 2)\nSELECT count(*) FROM items WHERE id > :n AND org_id = current_setting('app.current_org');\n"); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []string{"simple", "extended", "prepared"} {
+		t.Run(mode, func(t *testing.T) {
+			cmd := exec.CommandContext(ctxT(t), pgbench, "-n", "-f", script, "-c", "8", "-j", "2", "-t", "200",
+				"-M", mode, "-h", host, "-p", port, "-U", "app", database)
+			cmd.Env = append(cmd.Environ(), "PGPASSWORD="+token(t, "acme"), "PGSSLMODE=disable")
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "number of failed transactions: 0") ||
+				!strings.Contains(string(out), "number of transactions actually processed: 1600/1600") {
+				t.Fatalf("pgbench -M %s: %v\n%s", mode, err, out)
+			}
+		})
+	}
+}
