@@ -59,6 +59,12 @@ type backendConn struct {
 	dropped bool
 	// stmts are the client statements prepared on this connection.
 	stmts backendStmts
+	// params are the session settings clients set on this connection
+	// (lower-case names); others are at the connection's defaults. paramsOf
+	// and paramsVersion say which session's settings they are, if current.
+	sessionParams map[string]string
+	paramsOf      *session
+	paramsVersion uint64
 	// releasedAt is when the connection last went back to the pool (zero
 	// for a new one); see aliveCheckAfter.
 	releasedAt time.Time
@@ -167,6 +173,11 @@ func (d *backendDialer) dial(ctx context.Context, key poolmgr.Key) (*backendConn
 	}
 	if _, err := pc.Prepare(ctx, ctxSessionStmt, "SET "+d.setting+" TO "+lit, nil); err != nil {
 		return nil, pgerr.New(pgerr.ConnectionException, "backend_setup", "cannot prepare the tenant context on the backend").Wrap(err)
+	}
+	for name, sql := range map[string]string{setParamStmt: setParamSQL, resetParamStmt: resetParamSQL} {
+		if _, err := pc.Prepare(ctx, name, sql, nil); err != nil {
+			return nil, pgerr.New(pgerr.ConnectionException, "backend_setup", "cannot prepare the session statements on the backend").Wrap(err)
+		}
 	}
 	d.checkServerLog(ctx, pc)
 	hc, err := pc.Hijack()

@@ -47,6 +47,10 @@ func (s *session) login(ctx context.Context) error {
 		return pgerr.NewFatal(pgerr.FeatureNotSupported, "replication", "replication connections are not supported through pgtenant")
 	}
 
+	startupSettings, err := sessionParamsFromStartup(params, s.srv.cfg.Setting)
+	if err != nil {
+		return err
+	}
 	token, err := s.readPassword()
 	if err != nil {
 		return err
@@ -70,14 +74,22 @@ func (s *session) login(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.startup = startupSettings
+	s.mu.params = cloneParams(startupSettings)
 	pid, secret := s.srv.registerCancelKey(s)
 	buf := s.w.AvailableBuffer()
 	buf, _ = (&pgproto3.AuthenticationOk{}).Encode(buf)
+	// The server's report, with the client's own settings where it made
+	// some: they are applied when its first transaction starts.
+	if _, ok := startupSettings["application_name"]; !ok {
+		s.mu.params["application_name"] = ""
+	}
+	s.mu.reported = make(map[string]string, len(server))
 	for name, value := range server {
-		switch name {
-		case "application_name":
-			value = params["application_name"]
+		if v, ok := s.mu.params[strings.ToLower(name)]; ok {
+			value = v
 		}
+		s.mu.reported[name] = value
 		buf, _ = (&pgproto3.ParameterStatus{Name: name, Value: value}).Encode(buf)
 	}
 	var secretBytes [4]byte

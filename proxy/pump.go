@@ -69,6 +69,14 @@ func (s *session) pump(att *attachment) {
 			flushErr = s.w.Flush()
 			err = resetSessionContext(b)
 		}
+		if err == nil && s.paramsToReadBack() {
+			if flushErr == nil {
+				flushErr = s.w.Flush()
+			}
+			if !s.readBackParams(b) {
+				b.dropped = true // its settings are unknown: not reused
+			}
+		}
 		b.releasedAt = time.Now()
 		if err == nil && !b.dropped && b.r.Buffered() == 0 {
 			att.lease.Release()
@@ -124,16 +132,24 @@ func (s *session) pumpLoop(b *backendConn) error {
 			// is asynchronous (a notice, a parameter change) and the next
 			// one may still start a group.
 			s.mu.Lock()
-			inject, inFlight := injectNone, len(s.mu.groups) > 0
+			inject, params, inFlight := injectNone, false, len(s.mu.groups) > 0
 			if inFlight {
-				inject = s.mu.groups[0].inject
+				inject, params = s.mu.groups[0].inject, s.mu.groups[0].params
 			}
 			s.mu.Unlock()
 			groupStart = !inFlight
+			if params {
+				if err := s.skipInjected(b, injectParams); err != nil {
+					return err
+				}
+			}
 			if inject != injectNone {
 				if err := s.skipInjected(b, inject); err != nil {
 					return err
 				}
+				continue
+			}
+			if params {
 				continue
 			}
 		}
@@ -141,6 +157,12 @@ func (s *session) pumpLoop(b *backendConn) error {
 		case 'E':
 			if err := fatalBackendError(b, h); err != nil {
 				return err
+			}
+		case 'S':
+			if wire.Fits(b.r, h) {
+				if frame, err := wire.PeekFrame(b.r, h); err == nil {
+					s.noteParameterStatus(b, frame)
+				}
 			}
 		case '1':
 			if s.injectedParseComplete() {
@@ -269,6 +291,16 @@ func (s *session) skipInjected(b *backendConn, kind injectKind) error {
 				return err
 			}
 		case 'S', 'A':
+			// A setting the proxy applied: the client hears of it only if
+			// the value is news to it.
+			if h.Type == 'S' && wire.Fits(b.r, h) {
+				if frame, err := wire.PeekFrame(b.r, h); err == nil && !s.noteParameterStatus(b, frame) {
+					if err := wire.Discard(b.r, h); err != nil {
+						return err
+					}
+					continue
+				}
+			}
 			if err := wire.Forward(s.w, b.r, h); err != nil {
 				return err
 			}
@@ -279,11 +311,13 @@ func (s *session) skipInjected(b *backendConn, kind injectKind) error {
 			if kind == injectLocal {
 				return nil
 			}
+			// injectSession waits for its ReadyForQuery; injectParams may
+			// have more set_config calls before it.
 		case 'Z':
 			if err := wire.Discard(b.r, h); err != nil {
 				return err
 			}
-			if kind == injectSession {
+			if kind == injectSession || kind == injectParams {
 				return nil
 			}
 			return fmt.Errorf("%w: unexpected ReadyForQuery", errInjection)
@@ -307,40 +341,68 @@ func (s *session) skipInjected(b *backendConn, kind injectKind) error {
 // resetSessionContext undoes a session-level context before the backend is
 // reused, synchronously: this runs after the client already has its reply.
 func resetSessionContext(b *backendConn) error {
+	if _, err := roundTrip(b, b.resetQuery); err != nil {
+		return err
+	}
+	b.sessionContext = false
+	return nil
+}
+
+// queryRow runs a one-row simple query on an idle backend and returns the
+// row's values (nil for NULL).
+func queryRow(b *backendConn, sql string) ([][]byte, error) {
+	msg, err := (&pgproto3.Query{String: sql}).Encode(nil)
+	if err != nil {
+		return nil, err
+	}
+	return roundTrip(b, msg)
+}
+
+// roundTrip sends msg, a simple Query, to an idle backend and reads the
+// replies up to ReadyForQuery, returning the last DataRow's values. It is
+// for the proxy's own housekeeping between clients.
+func roundTrip(b *backendConn, msg []byte) ([][]byte, error) {
 	_ = b.conn.SetDeadline(time.Now().Add(DefaultCancelTimeout))
 	defer b.conn.SetDeadline(time.Time{})
-	if _, err := b.w.Write(b.resetQuery); err != nil {
-		return err
+	if _, err := b.w.Write(msg); err != nil {
+		return nil, err
 	}
 	if err := b.w.Flush(); err != nil {
-		return err
+		return nil, err
 	}
+	var row [][]byte
+	var failed error
+	var buf []byte
 	for {
 		h, err := wire.PeekHeader(b.r, 0)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		frame, err := wire.PeekFrame(b.r, h)
+		frame, err := wire.ReadFrame(b.r, h, &buf)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		status := byte(0)
-		if h.Type == 'Z' && h.BodyLen == 1 {
-			status = frame[wire.HeaderLen]
-		}
-		isErr := h.Type == 'E'
-		if err := wire.Discard(b.r, h); err != nil {
-			return err
-		}
-		if isErr {
-			return errors.New("RESET of the session context failed")
-		}
-		if h.Type == 'Z' {
-			if status != 'I' {
-				return errors.New("backend not idle after RESET")
+		body := wire.Body(frame)
+		switch h.Type {
+		case 'D':
+			var dr pgproto3.DataRow
+			if err := dr.Decode(body); err != nil {
+				return nil, err
 			}
-			b.sessionContext = false
-			return nil
+			row = make([][]byte, len(dr.Values))
+			for i, v := range dr.Values {
+				if v != nil {
+					row[i] = append([]byte{}, v...)
+				}
+			}
+		case 'E':
+			_, msg, code := wire.ErrorFields(body)
+			failed = fmt.Errorf("%s (SQLSTATE %s)", msg, code)
+		case 'Z':
+			if h.BodyLen != 1 || body[0] != 'I' {
+				return nil, errors.New("backend not idle after a housekeeping query")
+			}
+			return row, failed
 		}
 	}
 }

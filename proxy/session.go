@@ -32,12 +32,14 @@ const (
 	injectNone    injectKind = iota
 	injectLocal              // Bind+Execute of SET LOCAL, unsynced
 	injectSession            // Bind+Execute+Sync of a session-level SET
+	injectParams             // Bind+Execute of set_config per setting, then Sync
 )
 
 // group is one sync group in flight: the client messages up to and including
 // a Sync, Query or FunctionCall, each of which the backend answers with
 // exactly one ReadyForQuery.
 type group struct {
+	params    bool // a synced unit setting session parameters comes first
 	inject    injectKind
 	txControl bool // some message in it may open or close a transaction block
 	ended     bool // its Sync/Query/FunctionCall has been sent
@@ -93,8 +95,11 @@ type session struct {
 	stmts         map[string]*clientStmt // the client's named statements
 	unnamed       *clientStmt            // the client's unnamed statement
 	nextStmt      int
-	outBuf        []byte // a rewritten message
-	preBuf        []byte // an injected Parse
+	outBuf        []byte            // a rewritten message
+	preBuf        []byte            // an injected Parse
+	startup       map[string]string // session settings from the startup packet; read-only after login
+	paramBuf      []byte            // the pending session-parameter unit
+	pendingParams []byte            // set by admit for forward
 
 	mu struct {
 		sync.Mutex
@@ -105,6 +110,13 @@ type session struct {
 		unsure   int     // groups in flight with txControl
 		closing  bool    // the client is gone or the session is ending
 		shutdown bool    // the server is shutting down
+
+		params        map[string]string // the client's session settings
+		paramsVersion uint64            // bumped when params change
+		refresh       map[string]bool   // settings to read back when the transaction ends
+		resetAll      bool              // the client ran RESET ALL or DISCARD ALL
+		paramsLost    bool              // the client ran set_config: the backend cannot be reused
+		reported      map[string]string // ParameterStatus values the client has been sent
 	}
 }
 
@@ -314,6 +326,9 @@ func (s *session) forward(typ byte, frame []byte, flags stmtFlags) error {
 			return pgerr.NewFatal(pgerr.ProtocolViolation, "protocol_violation", "malformed message").Wrap(err)
 		}
 	}
+	if flags&flagSessionSet != 0 {
+		s.noteSessionSets(sqlText(typ, frame))
+	}
 	if flags&flagDropsStatements != 0 && typ == 'Q' {
 		sql, _ := wire.QueryText(wire.Body(frame))
 		s.forgetStatements(sql)
@@ -322,6 +337,9 @@ func (s *session) forward(typ byte, frame []byte, flags stmtFlags) error {
 	// is answered, but the answer can arrive before Flush returns: wmu makes
 	// the pump wait for this goroutine to let go of b.w before it releases b.
 	s.wmu.Lock()
+	if inject != injectNone && s.pendingParams != nil {
+		_, _ = b.w.Write(s.pendingParams)
+	}
 	switch inject {
 	case injectLocal:
 		_, _ = b.w.Write(b.injectLocal)
@@ -344,6 +362,17 @@ func (s *session) forward(typ byte, frame []byte, flags stmtFlags) error {
 		return s.backendWriteFailed(att, err)
 	}
 	return nil
+}
+
+// sqlText returns the SQL of a Query or Parse frame.
+func sqlText(typ byte, frame []byte) []byte {
+	var sql []byte
+	if typ == 'Q' {
+		sql, _ = wire.QueryText(wire.Body(frame))
+	} else if typ == 'P' {
+		_, sql, _ = wire.ParseText(wire.Body(frame))
+	}
+	return sql
 }
 
 // admit records the message in the session's group bookkeeping and returns
@@ -393,11 +422,14 @@ func (s *session) admit(typ byte, flags stmtFlags, terminal bool) (*attachment, 
 		}
 		if att := s.mu.att; att != nil {
 			g := group{txControl: flags&flagTxControl != 0, ended: terminal}
+			s.pendingParams = nil
 			if executes && s.mu.status == 'I' {
 				g.inject = injectLocal
 				if flags&flagOwnTransaction != 0 {
 					g.inject = injectSession
 				}
+				s.pendingParams = s.paramUnitLocked(att.b)
+				g.params = s.pendingParams != nil
 			}
 			s.mu.groups = append(s.mu.groups, g)
 			if g.txControl {

@@ -22,6 +22,10 @@ const (
 	// proxy prepared on the backend. The backend is closed, not pooled,
 	// when the transaction ends.
 	flagDropsStatements
+	// flagSessionSet: a statement may change a session setting (SET or
+	// RESET at the start of a statement, or set_config anywhere); the
+	// proxy follows what the client sets (see params.go).
+	flagSessionSet
 )
 
 // scanSQL classifies one Query or Parse text. It allocates nothing.
@@ -30,10 +34,12 @@ func scanSQL(sql []byte) stmtFlags {
 	var first, second [16]byte
 	var firstLen, secondLen, words int
 	multi := false
+	stmtStart := true
 	for i := 0; i < len(sql); {
 		c := sql[i]
 		if !isWordByte(c) {
 			if c == ';' {
+				stmtStart = true
 				for j := i + 1; j < len(sql); j++ {
 					if !isSpace(sql[j]) && sql[j] != ';' {
 						multi = true
@@ -50,6 +56,10 @@ func scanSQL(sql []byte) stmtFlags {
 		}
 		w := sql[i:j]
 		i = j
+		if stmtStart && (wordIs(w, "SET") || wordIs(w, "RESET")) || wordIs(w, "SET_CONFIG") {
+			flags |= flagSessionSet
+		}
+		stmtStart = false
 		switch words {
 		case 0:
 			firstLen = upperInto(&first, w)
@@ -61,8 +71,10 @@ func scanSQL(sql []byte) stmtFlags {
 		case wordIs(w, "BEGIN"), wordIs(w, "START"), wordIs(w, "COMMIT"), wordIs(w, "END"),
 			wordIs(w, "ROLLBACK"), wordIs(w, "ABORT"), wordIs(w, "PREPARE"):
 			flags |= flagTxControl
-		case wordIs(w, "DEALLOCATE"), wordIs(w, "DISCARD"):
+		case wordIs(w, "DEALLOCATE"):
 			flags |= flagDropsStatements
+		case wordIs(w, "DISCARD"):
+			flags |= flagDropsStatements | flagSessionSet
 		case wordIs(w, "CONCURRENTLY"), wordIs(w, "DATABASE"), wordIs(w, "TABLESPACE"),
 			wordIs(w, "SUBSCRIPTION"), wordIs(w, "PREPARED"):
 			switch string(first[:firstLen]) {

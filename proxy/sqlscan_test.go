@@ -24,7 +24,11 @@ func TestScanSQLFindsWhatTheProxyMustKnow(t *testing.T) {
 		{"CREATE DATABASE d", flagOwnTransaction},
 		{"ALTER SYSTEM SET work_mem = '1MB'", flagOwnTransaction},
 		{"COMMIT PREPARED 'x'", flagTxControl | flagOwnTransaction},
-		{"DISCARD ALL", flagOwnTransaction | flagDropsStatements},
+		{"DISCARD ALL", flagOwnTransaction | flagDropsStatements | flagSessionSet},
+		{"SET search_path = a, b", flagSessionSet},
+		{"select 1; reset all", flagSessionSet},
+		{"UPDATE t SET a = 1", 0},
+		{"SELECT set_config('x.y', 'z', false)", flagSessionSet},
 		{"DEALLOCATE ALL", flagDropsStatements},
 		{"/* comment */ SELECT 'begin'", flagTxControl}, // over-approximation: harmless
 	}

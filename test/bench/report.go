@@ -10,7 +10,9 @@ import (
 
 // printReport prints the median tps of every mode and target, pgtenant's
 // ratios to direct PostgreSQL and to PgBouncer, and every sample. A mode and
-// target whose run failed shows "failed", one that never ran "-".
+// target whose run failed shows "failed", one the target does not support
+// "unsupported" (with pgbench's reason below the table), one that never ran
+// "-"; a ratio with either side missing is "-".
 func printReport(out io.Writer, res *results, targets []target) {
 	names := make([]string, len(targets))
 	for i, t := range targets {
@@ -24,6 +26,9 @@ func printReport(out io.Writer, res *results, targets []target) {
 		for _, name := range []string{"direct", "pgtenant", "pgbouncer"} {
 			samples := res.tps[mode][name]
 			switch {
+			case len(samples) == 0 && res.unsupported[mode][name] != "":
+				row = append(row, "unsupported")
+				continue
 			case len(samples) == 0 && res.failed[mode][name] != nil:
 				row = append(row, "failed")
 				continue
@@ -38,6 +43,13 @@ func printReport(out io.Writer, res *results, targets []target) {
 		fmt.Fprintln(tw, strings.Join(row, "\t")+"\t")
 	}
 	_ = tw.Flush()
+	for _, mode := range modes {
+		for _, name := range names {
+			if reason := res.unsupported[mode][name]; reason != "" {
+				fmt.Fprintf(out, "%s cannot run -M %s: %s\n", name, mode, reason)
+			}
+		}
+	}
 
 	fmt.Fprintln(out, "\nproxy CPU time per transaction (median µs; lower is leaner):")
 	for _, mode := range modes {
@@ -45,6 +57,8 @@ func printReport(out io.Writer, res *results, targets []target) {
 		for _, name := range []string{"pgtenant", "pgbouncer"} {
 			if c := res.cpu[mode][name]; len(c) > 0 {
 				s = append(s, fmt.Sprintf("%s %.1f", name, median(c)))
+			} else if res.unsupported[mode][name] != "" {
+				s = append(s, name+" unsupported")
 			}
 		}
 		fmt.Fprintf(out, "  %-8s  %s\n", mode, strings.Join(s, "   "))
@@ -59,6 +73,9 @@ func printReport(out io.Writer, res *results, targets []target) {
 			}
 			if res.failed[mode][name] != nil {
 				s = append(s, "failed")
+			}
+			if res.unsupported[mode][name] != "" {
+				s = append(s, "unsupported")
 			}
 			if len(s) == 0 {
 				s = append(s, "(not run)")

@@ -1,0 +1,354 @@
+package proxy
+
+import (
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgtenant/pgtenant/pgerr"
+	"github.com/pgtenant/pgtenant/proxy/wire"
+)
+
+// Session parameters under transaction pooling.
+//
+// A backend serves many clients of its tenant, one transaction at a time, so
+// the proxy keeps each client's session settings itself: the startup
+// parameters, and every later change. Changes to reported settings
+// (application_name, DateStyle, TimeZone ...) arrive as ParameterStatus
+// messages; other session-level SET and RESET statements are found in the
+// client's SQL and their results read back from the backend when the
+// transaction ends. When a transaction lands on a backend whose settings
+// differ from the client's, the proxy sets them in a synced unit ahead of the
+// client's messages, in the same write: no extra round trip, and nothing one
+// client sets is seen by another.
+
+// Names of the statements that set session parameters on a backend.
+const (
+	setParamStmt   = "pgtenant_set_param"
+	resetParamStmt = "pgtenant_reset_param"
+)
+
+const (
+	setParamSQL = "SELECT pg_catalog.set_config($1, $2, false)"
+	// The reset value is the backend's own default for its role and database.
+	resetParamSQL = "SELECT pg_catalog.set_config($1, (SELECT reset_val FROM pg_catalog.pg_settings WHERE lower(name) = lower($1)), false)"
+)
+
+// startupParams are the startup packet parameters that become session
+// settings; user, database and options are handled apart.
+var startupParams = map[string]bool{
+	"application_name": true, "datestyle": true, "timezone": true, "intervalstyle": true,
+	"search_path": true, "client_encoding": true, "extra_float_digits": true,
+}
+
+// fixedReported are reported settings a client cannot change.
+var fixedReported = map[string]bool{
+	"server_version": true, "server_encoding": true, "integer_datetimes": true, "is_superuser": true,
+	"session_authorization": true, "in_hot_standby": true, "scram_iterations": true,
+}
+
+// reservedSetting reports whether a client may not set name: the tenant
+// context and what could change whose rows a session sees.
+func reservedSetting(name, tenancySetting string) bool {
+	n := strings.ToLower(name)
+	return n == strings.ToLower(tenancySetting) || strings.HasPrefix(n, "app.") || n == "role" ||
+		n == "session_authorization" || n == "row_security"
+}
+
+// validSettingName reports whether name can be embedded in SQL quoted: a
+// setting name as PostgreSQL spells them.
+func validSettingName(name string) bool {
+	if name == "" || len(name) > 128 {
+		return false
+	}
+	for _, c := range []byte(name) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// sessionParamsFromStartup returns the session settings a startup packet
+// asks for, from its parameters and its -c/--name=value options.
+func sessionParamsFromStartup(params map[string]string, tenancySetting string) (map[string]string, error) {
+	out := map[string]string{}
+	for k, v := range params {
+		if startupParams[strings.ToLower(k)] {
+			out[strings.ToLower(k)] = v
+		}
+	}
+	fields := strings.Fields(params["options"])
+	for i := 0; i < len(fields); i++ {
+		f := fields[i]
+		switch {
+		case f == "-c" && i+1 < len(fields):
+			i++
+			f = fields[i]
+		case strings.HasPrefix(f, "-c"):
+			f = f[2:]
+		case strings.HasPrefix(f, "--"):
+			f = f[2:]
+		default:
+			return nil, pgerr.NewFatal(pgerr.FeatureNotSupported, "bad_startup",
+				"unsupported startup option "+quoteString(f)).WithHint("pgtenant accepts only -c name=value options.")
+		}
+		name, value, ok := strings.Cut(f, "=")
+		name = strings.ReplaceAll(name, "-", "_")
+		if !ok || !validSettingName(name) {
+			return nil, pgerr.NewFatal(pgerr.InvalidParameterValue, "bad_startup", "invalid startup option "+quoteString(f))
+		}
+		if reservedSetting(name, tenancySetting) {
+			return nil, pgerr.NewFatal(pgerr.InsufficientPrivilege, "reserved_setting",
+				"setting "+quoteString(name)+" is reserved by pgtenant")
+		}
+		out[strings.ToLower(name)] = value
+	}
+	return out, nil
+}
+
+func quoteString(s string) string { return "\"" + strings.ReplaceAll(s, "\"", "\\\"") + "\"" }
+
+// paramUnitLocked encodes the Bind+Execute pairs that bring b's session
+// settings to the client's, followed by a Sync, into s.paramBuf, and records
+// the result as b's settings. It returns nil when they already match.
+func (s *session) paramUnitLocked(b *backendConn) []byte {
+	if b.paramsOf == s && b.paramsVersion == s.mu.paramsVersion {
+		return nil
+	}
+	buf := s.paramBuf[:0]
+	n := 0
+	for name, want := range s.mu.params {
+		if have, ok := b.sessionParams[name]; !ok || have != want {
+			buf = appendBindExecute(buf, setParamStmt, name, want)
+			n++
+		}
+	}
+	for name := range b.sessionParams {
+		if _, ok := s.mu.params[name]; !ok {
+			buf = appendBindExecute(buf, resetParamStmt, name)
+			n++
+		}
+	}
+	b.paramsOf, b.paramsVersion = s, s.mu.paramsVersion
+	if n == 0 {
+		return nil // same settings: nothing to record either
+	}
+	b.sessionParams = cloneParams(s.mu.params)
+	buf, _ = (&pgproto3.Sync{}).Encode(buf)
+	s.paramBuf = buf
+	return buf
+}
+
+func appendBindExecute(buf []byte, stmt string, params ...string) []byte {
+	values := make([][]byte, len(params))
+	for i, p := range params {
+		values[i] = []byte(p)
+	}
+	buf, _ = (&pgproto3.Bind{PreparedStatement: stmt, Parameters: values}).Encode(buf)
+	buf, _ = (&pgproto3.Execute{}).Encode(buf)
+	return buf
+}
+
+func cloneParams(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// noteParameterStatus records a reported setting the client's statements
+// changed, and reports whether the client must be told (it has not been told
+// this value yet). Called by the pump for every ParameterStatus.
+func (s *session) noteParameterStatus(b *backendConn, frame []byte) (tell bool) {
+	name, rest, err := wire.CString(wire.Body(frame))
+	if err != nil {
+		return true
+	}
+	value, _, err := wire.CString(rest)
+	if err != nil {
+		return true
+	}
+	lower := strings.ToLower(name)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.reported[name] == value {
+		tell = false
+	} else {
+		tell = true
+		if s.mu.reported == nil {
+			s.mu.reported = map[string]string{}
+		}
+		s.mu.reported[name] = value
+	}
+	if fixedReported[lower] || (s.mu.params[lower] == value && b.sessionParams[lower] == value) {
+		return tell
+	}
+	s.setParamLocked(b, lower, value)
+	return tell
+}
+
+func (s *session) setParamLocked(b *backendConn, name, value string) {
+	if s.mu.params == nil {
+		s.mu.params = map[string]string{}
+	}
+	if b.sessionParams == nil {
+		b.sessionParams = map[string]string{}
+	}
+	s.mu.params[name] = value
+	b.sessionParams[name] = value
+	s.mu.paramsVersion++
+	b.paramsOf, b.paramsVersion = s, s.mu.paramsVersion
+}
+
+// noteSessionSets finds session-level SET and RESET statements in a client's
+// SQL and records which settings to read back from the backend when the
+// transaction ends. set_config with a computed name cannot be followed: the
+// backend is then closed, not pooled, and the client is told nothing.
+func (s *session) noteSessionSets(sql []byte) {
+	words := sqlWords(sql)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := 0; i < len(words); i++ {
+		w := strings.ToUpper(words[i])
+		if w == "SET_CONFIG" {
+			s.mu.paramsLost = true
+			continue
+		}
+		if w == "DISCARD" && i+1 < len(words) && strings.EqualFold(words[i+1], "ALL") {
+			s.mu.resetAll = true
+			continue
+		}
+		if (w != "SET" && w != "RESET") || (i > 0 && words[i-1] != ";") {
+			continue
+		}
+		j := i + 1
+		if j < len(words) && strings.EqualFold(words[j], "SESSION") {
+			j++
+		}
+		if j >= len(words) {
+			continue
+		}
+		name := strings.ToLower(words[j])
+		switch name {
+		case "local", "transaction", "constraints", "characteristics":
+			continue // transaction-scoped
+		case "all":
+			if w == "RESET" {
+				s.mu.resetAll = true
+			}
+			continue
+		case "time":
+			name = "timezone"
+		case "schema":
+			name = "search_path"
+		case "names":
+			name = "client_encoding"
+		}
+		if validSettingName(name) {
+			if s.mu.refresh == nil {
+				s.mu.refresh = map[string]bool{}
+			}
+			s.mu.refresh[name] = true
+		}
+	}
+}
+
+// sqlWords splits SQL into words and semicolons; dotted names stay whole.
+func sqlWords(sql []byte) []string {
+	var out []string
+	for i := 0; i < len(sql); {
+		c := sql[i]
+		switch {
+		case c == ';':
+			out = append(out, ";")
+			i++
+		case isWordByte(c):
+			j := i
+			for j < len(sql) && (isWordByte(sql[j]) || sql[j] == '.') {
+				j++
+			}
+			out = append(out, string(sql[i:j]))
+			i = j
+		default:
+			i++
+		}
+	}
+	return out
+}
+
+// paramsToReadBack reports whether the transaction that just ended may have
+// changed settings the proxy must read back.
+func (s *session) paramsToReadBack() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.mu.refresh) > 0 || s.mu.paramsLost || s.mu.resetAll
+}
+
+// readBackParams reads the settings the client's transaction changed from
+// the backend, once it is idle, into the client's and the backend's records.
+// It returns false when the backend must not be reused.
+func (s *session) readBackParams(b *backendConn) bool {
+	s.mu.Lock()
+	lost, resetAll := s.mu.paramsLost, s.mu.resetAll
+	names := make([]string, 0, len(s.mu.refresh))
+	for n := range s.mu.refresh {
+		names = append(names, n)
+	}
+	if resetAll {
+		// RESET ALL returns every setting to its session default: the
+		// client's are its startup settings, the backend's its own.
+		s.mu.params = cloneParams(s.startup)
+		for n := range b.sessionParams {
+			names = append(names, n)
+		}
+		for n := range s.startup {
+			names = append(names, n)
+		}
+		b.sessionParams = nil
+		s.mu.paramsVersion++
+	}
+	s.mu.refresh, s.mu.paramsLost, s.mu.resetAll = nil, false, false
+	s.mu.Unlock()
+	if lost {
+		return false
+	}
+	if len(names) == 0 {
+		return true
+	}
+	var q strings.Builder
+	q.WriteString("SELECT ")
+	for i, n := range names {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString("pg_catalog.current_setting('" + n + "', true)")
+	}
+	row, err := queryRow(b, q.String())
+	if err != nil || len(row) != len(names) {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, n := range names {
+		if row[i] == nil {
+			continue // not a setting: the client's SET failed
+		}
+		if resetAll && s.startup[n] != "" {
+			b.sessionParams = ensureMap(b.sessionParams)
+			b.sessionParams[n] = string(row[i])
+			continue
+		}
+		s.setParamLocked(b, n, string(row[i]))
+	}
+	b.paramsOf = nil // compare in full next time
+	return true
+}
+
+func ensureMap(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
