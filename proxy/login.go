@@ -76,6 +76,9 @@ func (s *session) login(ctx context.Context) error {
 	}
 	s.startup = startupSettings
 	s.mu.params = cloneParams(startupSettings)
+	if err := s.checkStartupSettings(ctx); err != nil {
+		return err
+	}
 	pid, secret := s.srv.registerCancelKey(s)
 	buf := s.w.AvailableBuffer()
 	buf, _ = (&pgproto3.AuthenticationOk{}).Encode(buf)
@@ -92,9 +95,7 @@ func (s *session) login(ctx context.Context) error {
 		s.mu.reported[name] = value
 		buf, _ = (&pgproto3.ParameterStatus{Name: name, Value: value}).Encode(buf)
 	}
-	var secretBytes [4]byte
-	secretBytes[0], secretBytes[1], secretBytes[2], secretBytes[3] = byte(secret>>24), byte(secret>>16), byte(secret>>8), byte(secret)
-	buf, _ = (&pgproto3.BackendKeyData{ProcessID: pid, SecretKey: secretBytes[:]}).Encode(buf)
+	buf, _ = (&pgproto3.BackendKeyData{ProcessID: pid, SecretKey: secret[:]}).Encode(buf)
 	buf, _ = (&pgproto3.ReadyForQuery{TxStatus: 'I'}).Encode(buf)
 	if _, err := s.w.Write(buf); err != nil {
 		return err

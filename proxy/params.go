@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"context"
+	"errors"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -351,4 +353,36 @@ func ensureMap(m map[string]string) map[string]string {
 		return map[string]string{}
 	}
 	return m
+}
+
+// checkStartupSettings tries the client's startup settings on a backend, in
+// a transaction that is thrown away, so a bad name or value fails the login
+// with PostgreSQL's own error, as it would without pgtenant.
+func (s *session) checkStartupSettings(ctx context.Context) error {
+	if len(s.startup) == 0 || len(s.startup) == 1 && s.startup["application_name"] != "" {
+		return nil
+	}
+	lease, err := s.srv.pools.Acquire(ctx, s.key)
+	if err != nil {
+		return err
+	}
+	b := lease.Conn()
+	b.stmts.unnamed = nil // replaced below
+	var msg []byte
+	msg, _ = (&pgproto3.Parse{Query: "SELECT pg_catalog.set_config($1, $2, true)"}).Encode(msg)
+	for name, value := range s.startup {
+		msg = appendBindExecute(msg, "", name, value)
+	}
+	msg, _ = (&pgproto3.Sync{}).Encode(msg)
+	if _, err := roundTrip(b, msg); err != nil {
+		var bad *settingError
+		if errors.As(err, &bad) {
+			lease.Release()
+			return pgerr.NewFatal(bad.code, "bad_startup", bad.msg)
+		}
+		lease.Destroy()
+		return err
+	}
+	lease.Release()
+	return nil
 }

@@ -77,6 +77,10 @@ func (s *session) pump(att *attachment) {
 				b.dropped = true // its settings are unknown: not reused
 			}
 		}
+		// A cancel signal still on its way would hit the next client's
+		// query; once delivered, it finds the backend idle, and PostgreSQL
+		// ignores it.
+		att.cancels.Wait()
 		b.releasedAt = time.Now()
 		if err == nil && !b.dropped && b.r.Buffered() == 0 {
 			att.lease.Release()
@@ -158,14 +162,22 @@ func (s *session) pumpLoop(b *backendConn) error {
 			if err := fatalBackendError(b, h); err != nil {
 				return err
 			}
+			if renamed, err := s.clientNamesInError(b, h); err != nil {
+				return err
+			} else if renamed {
+				continue
+			}
 		case 'S':
 			if wire.Fits(b.r, h) {
 				if frame, err := wire.PeekFrame(b.r, h); err == nil {
 					s.noteParameterStatus(b, frame)
 				}
 			}
-		case '1':
-			if s.injectedParseComplete() {
+		case '1', '3':
+			s.mu.Lock()
+			injected := s.stmtReplyLocked(h.Type)
+			s.mu.Unlock()
+			if injected {
 				if err := wire.Discard(b.r, h); err != nil {
 					return err
 				}
@@ -204,10 +216,7 @@ func (s *session) pumpLoop(b *backendConn) error {
 			if g.txControl {
 				s.mu.unsure--
 			}
-			// Parses skipped after an error, or failed, prepared nothing.
-			for _, p := range g.parses[g.completed:] {
-				b.stmts.set(p.stmt, false)
-			}
+			s.undoStmtOpsLocked(b, g)
 			s.mu.groups = append(s.mu.groups[:0], s.mu.groups[1:]...)
 		}
 		s.mu.status = status
@@ -227,22 +236,6 @@ func (s *session) pumpLoop(b *backendConn) error {
 			}
 		}
 	}
-}
-
-// injectedParseComplete matches a ParseComplete to the Parse it answers and
-// reports whether that Parse was one the proxy injected.
-func (s *session) injectedParseComplete() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.mu.groups) == 0 {
-		return false
-	}
-	g := &s.mu.groups[0]
-	if g.completed >= len(g.parses) {
-		return false
-	}
-	g.completed++
-	return g.parses[g.completed-1].injected
 }
 
 // errBackendFatal is a FATAL or PANIC error from PostgreSQL: the backend is
@@ -338,6 +331,11 @@ func (s *session) skipInjected(b *backendConn, kind injectKind) error {
 	}
 }
 
+// settingError is an ErrorResponse PostgreSQL gave to a housekeeping query.
+type settingError struct{ code, msg string }
+
+func (e *settingError) Error() string { return e.msg + " (SQLSTATE " + e.code + ")" }
+
 // resetSessionContext undoes a session-level context before the backend is
 // reused, synchronously: this runs after the client already has its reply.
 func resetSessionContext(b *backendConn) error {
@@ -397,7 +395,9 @@ func roundTrip(b *backendConn, msg []byte) ([][]byte, error) {
 			}
 		case 'E':
 			_, msg, code := wire.ErrorFields(body)
-			failed = fmt.Errorf("%s (SQLSTATE %s)", msg, code)
+			if failed == nil {
+				failed = &settingError{code: code, msg: msg}
+			}
 		case 'Z':
 			if h.BodyLen != 1 || body[0] != 'I' {
 				return nil, errors.New("backend not idle after a housekeeping query")

@@ -7,6 +7,7 @@ package proxy
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
@@ -96,7 +97,7 @@ type Server struct {
 		sync.Mutex
 		listeners map[net.Listener]struct{}
 		sessions  map[*session]struct{}
-		cancel    map[uint64]*session
+		cancel    map[uint32]*session // by the process ID pgtenant issued
 		closed    bool
 	}
 	wg sync.WaitGroup // one per session goroutine
@@ -125,7 +126,7 @@ func New(cfg Config, authn Authenticator, opts ...Option) (*Server, error) {
 	}
 	s.mu.listeners = map[net.Listener]struct{}{}
 	s.mu.sessions = map[*session]struct{}{}
-	s.mu.cancel = map[uint64]*session{}
+	s.mu.cancel = map[uint32]*session{}
 	d := &backendDialer{base: cfg.Backend, setting: cfg.Setting, setConfig: cfg.SetConfig, log: s.log}
 	s.pools = poolmgr.New[*backendConn](cfg.Pool, d.dial)
 	return s, nil
@@ -199,8 +200,8 @@ func (s *Server) track(sess *session) bool {
 func (s *Server) untrack(sess *session) {
 	s.mu.Lock()
 	delete(s.mu.sessions, sess)
-	if sess.cancelKey != 0 {
-		delete(s.mu.cancel, sess.cancelKey)
+	if sess.cancelPID != 0 {
+		delete(s.mu.cancel, sess.cancelPID)
 	}
 	s.mu.Unlock()
 }
@@ -211,39 +212,39 @@ func (s *Server) clientCount() int {
 	return len(s.mu.sessions)
 }
 
-// registerCancelKey issues a fresh BackendKeyData key for sess.
-func (s *Server) registerCancelKey(sess *session) (pid uint32, secret uint32) {
-	var b [8]byte
+// registerCancelKey issues a fresh BackendKeyData key for sess: a random
+// process ID, unique among live sessions, and a random secret.
+func (s *Server) registerCancelKey(sess *session) (pid uint32, secret [4]byte) {
+	var b [4]byte
+	_, _ = rand.Read(secret[:])
+	sess.cancelSecret = secret
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for {
 		_, _ = rand.Read(b[:])
-		pid = binary.BigEndian.Uint32(b[:4]) & 0x7fffffff // positive int32, as clients expect
-		secret = binary.BigEndian.Uint32(b[4:])
-		key := uint64(pid)<<32 | uint64(secret)
-		if pid == 0 || s.mu.cancel[key] != nil {
+		pid = binary.BigEndian.Uint32(b[:]) & 0x7fffffff // positive int32, as clients expect
+		if pid == 0 || s.mu.cancel[pid] != nil {
 			continue
 		}
-		s.mu.cancel[key] = sess
-		sess.cancelKey = key
+		s.mu.cancel[pid] = sess
+		sess.cancelPID = pid
 		return pid, secret
 	}
 }
 
 // cancel forwards a client's CancelRequest to the backend currently serving
-// the session that owns the key, if any. Unknown keys are ignored silently, as
-// PostgreSQL does.
+// the session that owns the key, if any. The secret is compared in constant
+// time. Unknown keys and wrong secrets are ignored silently, as PostgreSQL
+// does.
 func (s *Server) cancel(pid uint32, secret []byte) {
-	if len(secret) != 4 {
+	s.mu.Lock()
+	sess := s.mu.cancel[pid]
+	s.mu.Unlock()
+	if sess == nil || subtle.ConstantTimeCompare(secret, sess.cancelSecret[:]) != 1 {
+		s.log.Debug().Msg("cancel request with an unknown key ignored")
 		return
 	}
-	key := uint64(pid)<<32 | uint64(binary.BigEndian.Uint32(secret))
-	s.mu.Lock()
-	sess := s.mu.cancel[key]
-	s.mu.Unlock()
-	if sess != nil {
-		sess.cancelBackend()
-	}
+	sess.cancelBackend()
 }
 
 // Shutdown stops accepting, ends idle sessions with 57P01 at once and busy

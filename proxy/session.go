@@ -41,10 +41,9 @@ const (
 type group struct {
 	params    bool // a synced unit setting session parameters comes first
 	inject    injectKind
-	txControl bool // some message in it may open or close a transaction block
-	ended     bool // its Sync/Query/FunctionCall has been sent
-	parses    []parseSent
-	completed int // parses answered with ParseComplete so far
+	txControl bool     // some message in it may open or close a transaction block
+	ended     bool     // its Sync/Query/FunctionCall has been sent
+	ops       []stmtOp // Parses and Closes, in order
 }
 
 // attachment is a backend serving the session for the current transaction.
@@ -52,6 +51,10 @@ type group struct {
 type attachment struct {
 	lease *poolmgr.Lease[*backendConn]
 	b     *backendConn
+	// cancels counts cancel requests being delivered to b; the pump waits
+	// for them before b goes back to the pool, so a cancel meant for this
+	// client never reaches another client's query on the same backend.
+	cancels sync.WaitGroup
 }
 
 // session is one client connection. Two goroutines serve it: run reads the
@@ -63,16 +66,17 @@ type attachment struct {
 // calls waitPump before touching it). The session closes the client socket
 // when run returns.
 type session struct {
-	srv       *Server
-	conn      net.Conn
-	r         *bufio.Reader
-	w         *bufio.Writer
-	log       zerolog.Logger
-	id        auth.Identity
-	key       poolmgr.Key
-	cancelKey uint64
-	tls       bool
-	sawProbe  bool
+	srv          *Server
+	conn         net.Conn
+	r            *bufio.Reader
+	w            *bufio.Writer
+	log          zerolog.Logger
+	id           auth.Identity
+	key          poolmgr.Key
+	cancelPID    uint32 // the BackendKeyData pgtenant issued
+	cancelSecret [4]byte
+	tls          bool
+	sawProbe     bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -93,10 +97,11 @@ type session struct {
 	pumpBusy      bool                   // an attachment was handed over and its end not yet received
 	stmtSession   uint64                 // for backend statement names; set at the first named Parse
 	stmts         map[string]*clientStmt // the client's named statements
-	unnamed       *clientStmt            // the client's unnamed statement
+	unnamed       *clientStmt            // the client's unnamed statement (stmts and unnamed: guarded by mu)
 	nextStmt      int
 	outBuf        []byte            // a rewritten message
 	preBuf        []byte            // an injected Parse
+	forgetAfter   []byte            // the client's DEALLOCATE/DISCARD text, kept while the frame is rewritten
 	startup       map[string]string // session settings from the startup packet; read-only after login
 	paramBuf      []byte            // the pending session-parameter unit
 	pendingParams []byte            // set by admit for forward
@@ -302,7 +307,10 @@ func (s *session) classify(typ byte, body []byte) (stmtFlags, error) {
 		if err != nil {
 			return 0, pgerr.NewFatal(pgerr.ProtocolViolation, "protocol_violation", err.Error())
 		}
-		if cs := s.lookupStmt(name); cs != nil {
+		s.mu.Lock()
+		cs := s.lookupStmtLocked(name)
+		s.mu.Unlock()
+		if cs != nil {
 			return cs.flags, nil
 		}
 		return flagTxControl, nil // unknown statement: assume the worst
@@ -321,6 +329,21 @@ func (s *session) forward(typ byte, frame []byte, flags stmtFlags) error {
 	b := att.b
 	var pre []byte
 	switch typ {
+	case 'Q':
+		// PostgreSQL drops the unnamed statement at every simple Query.
+		s.mu.Lock()
+		if s.unnamed != nil {
+			b.stmts.set(s.unnamed, false)
+			s.unnamed = nil
+		}
+		s.mu.Unlock()
+		if flags&flagDropsStatements != 0 {
+			sql, _ := wire.QueryText(wire.Body(frame))
+			s.forgetAfter = append(s.forgetAfter[:0], sql...)
+			if f, p, ok := s.mapDeallocate(b, sql); ok {
+				frame, pre = f, p
+			}
+		}
 	case 'P', 'B', 'D', 'C':
 		if frame, pre, err = s.mapStatement(b, typ, frame); err != nil {
 			return pgerr.NewFatal(pgerr.ProtocolViolation, "protocol_violation", "malformed message").Wrap(err)
@@ -330,8 +353,7 @@ func (s *session) forward(typ byte, frame []byte, flags stmtFlags) error {
 		s.noteSessionSets(sqlText(typ, frame))
 	}
 	if flags&flagDropsStatements != 0 && typ == 'Q' {
-		sql, _ := wire.QueryText(wire.Body(frame))
-		s.forgetStatements(sql)
+		s.forgetStatements(s.forgetAfter)
 	}
 	// The group bookkeeping keeps the backend attached until this message
 	// is answered, but the answer can arrive before Flush returns: wmu makes
@@ -460,7 +482,20 @@ var errBackendGone = errors.New("backend connection lost")
 // goes idle, and the group gets a fresh one).
 func (s *session) mustWaitLocked() bool {
 	att := s.mu.att
-	return att != nil && (s.mu.unsure > 0 || att.b.dropped && len(s.mu.groups) > 0)
+	if att == nil || len(s.mu.groups) == 0 {
+		return false
+	}
+	if s.mu.unsure > 0 || att.b.dropped {
+		return true
+	}
+	// A Parse or Close in flight may yet be skipped; what the client's
+	// statement names mean is known when its group is answered.
+	for i := range s.mu.groups {
+		if len(s.mu.groups[i].ops) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // attach takes a backend from the tenant's pool and starts its pump.
@@ -594,11 +629,14 @@ func (s *session) writeReady(status byte) error {
 func (s *session) cancelBackend() {
 	s.mu.Lock()
 	att := s.mu.att
-	busy := len(s.mu.groups) > 0
-	s.mu.Unlock()
-	if att != nil && busy {
-		att.b.cancel(DefaultCancelTimeout)
+	if att == nil || len(s.mu.groups) == 0 {
+		s.mu.Unlock()
+		return // nothing running: nothing to cancel, as in PostgreSQL
 	}
+	att.cancels.Add(1)
+	s.mu.Unlock()
+	defer att.cancels.Done()
+	att.b.cancel(DefaultCancelTimeout)
 }
 
 // shutdown asks the session to end: at once if it is between transactions,

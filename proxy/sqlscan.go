@@ -59,6 +59,11 @@ func scanSQL(sql []byte) stmtFlags {
 		if stmtStart && (wordIs(w, "SET") || wordIs(w, "RESET")) || wordIs(w, "SET_CONFIG") {
 			flags |= flagSessionSet
 		}
+		if stmtStart && wordIs(w, "PREPARE") {
+			// An SQL-level prepared statement would stay on the backend
+			// for the next client: the backend is closed instead.
+			flags |= flagDropsStatements
+		}
 		stmtStart = false
 		switch words {
 		case 0:

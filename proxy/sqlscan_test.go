@@ -30,6 +30,7 @@ func TestScanSQLFindsWhatTheProxyMustKnow(t *testing.T) {
 		{"UPDATE t SET a = 1", 0},
 		{"SELECT set_config('x.y', 'z', false)", flagSessionSet},
 		{"DEALLOCATE ALL", flagDropsStatements},
+		{"PREPARE q AS SELECT 1", flagTxControl | flagDropsStatements},
 		{"/* comment */ SELECT 'begin'", flagTxControl}, // over-approximation: harmless
 	}
 	for _, c := range cases {

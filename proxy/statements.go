@@ -1,9 +1,12 @@
 package proxy
 
 import (
+	"bytes"
 	"strconv"
 	"strings"
 	"sync/atomic"
+
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgtenant/pgtenant/proxy/wire"
 )
@@ -35,12 +38,20 @@ type clientStmt struct {
 	flags  stmtFlags // what scanSQL found in the query
 }
 
-// parseSent is a Parse the proxy wrote to the backend in a sync group, in
-// order: the ParseComplete replies are matched to them to tell the ones the
-// client asked for from the ones the proxy injected.
-type parseSent struct {
-	stmt     *clientStmt
-	injected bool
+// stmtOp is a Parse or Close the proxy wrote to the backend in a sync group,
+// in order. PostgreSQL answers each with ParseComplete or CloseComplete, or
+// skips it after an error until the Sync; the pump matches the replies to the
+// ops and, at the group's ReadyForQuery, undoes the ops that did not happen,
+// so the client's view of its statements follows what PostgreSQL did.
+type stmtOp struct {
+	kind     byte        // '1' (Parse) or '3' (Close)
+	injected bool        // a Parse the proxy added: its ParseComplete is swallowed
+	stmt     *clientStmt // the statement parsed or closed; nil for a portal or unknown name
+	name     string      // the client's name for stmt
+	prev     *clientStmt // the client's statement under name before the op
+	had      bool        // Close: the backend had stmt
+	taken    bool        // Parse of a name in use: fails, changes nothing
+	done     bool
 }
 
 // backendStmts is what one backend connection has prepared for clients.
@@ -76,37 +87,50 @@ func (bs *backendStmts) set(cs *clientStmt, ok bool) {
 	}
 }
 
-// lookupStmt returns the client's statement called name, or nil.
-func (s *session) lookupStmt(name string) *clientStmt {
+// lookupStmtLocked returns the client's statement called name, or nil.
+func (s *session) lookupStmtLocked(name string) *clientStmt {
 	if name == "" {
 		return s.unnamed
 	}
 	return s.stmts[name]
 }
 
-// rememberParse records a client's Parse and returns its statement.
-func (s *session) rememberParse(name string, rest []byte, flags stmtFlags) *clientStmt {
+// setStmtLocked makes cs the client's statement called name (nil removes it).
+func (s *session) setStmtLocked(name string, cs *clientStmt) {
+	switch {
+	case name == "":
+		s.unnamed = cs
+	case cs == nil:
+		delete(s.stmts, name)
+	default:
+		if s.stmts == nil {
+			s.stmts = map[string]*clientStmt{}
+		}
+		s.stmts[name] = cs
+	}
+}
+
+// newStmtLocked makes a statement for a client's Parse of name.
+func (s *session) newStmtLocked(name string, rest []byte, flags stmtFlags) *clientStmt {
 	cs := &clientStmt{rest: append([]byte(nil), rest...), flags: flags}
 	if name == "" {
-		s.unnamed = cs
 		return cs
 	}
-	// A Parse over an existing name replaces it (PostgreSQL would refuse
-	// with 42P05): the statement gets a new backend name, so no backend can
-	// hold a stale text under it.
-	if s.stmts == nil {
-		s.stmts = map[string]*clientStmt{}
+	// Backend names are never reused, so no backend can hold a stale text
+	// under one.
+	if s.stmtSession == 0 {
 		s.stmtSession = sessionIDs.Add(1)
 	}
 	s.nextStmt++
 	cs.server = serverStmtPrefix + strconv.FormatUint(s.stmtSession, 36) + "_" + strconv.Itoa(s.nextStmt)
-	s.stmts[name] = cs
 	return cs
 }
 
 // forgetStatements applies DEALLOCATE and DISCARD ALL in a client's SQL to
 // its own view of its statements.
 func (s *session) forgetStatements(sql []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	words := strings.Fields(strings.NewReplacer(";", " ; ", "\"", " ").Replace(string(sql)))
 	for i, w := range words {
 		switch strings.ToUpper(w) {
@@ -136,16 +160,27 @@ func (s *session) forgetStatements(sql []byte) {
 // message's sync group open in s.mu.groups.
 func (s *session) mapStatement(b *backendConn, typ byte, frame []byte) (out, pre []byte, err error) {
 	body := wire.Body(frame)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := &s.mu.groups[len(s.mu.groups)-1]
 	switch typ {
 	case 'P':
 		name, rest, err := wire.CString(body)
 		if err != nil {
 			return nil, nil, err
 		}
-		cs := s.rememberParse(name, rest, scanSQL(parseQuery(rest)))
-		s.mu.Lock()
-		s.recordParseLocked(b, cs, false)
-		s.mu.Unlock()
+		if old := s.lookupStmtLocked(name); old != nil && name != "" {
+			// The name is taken: PostgreSQL answers 42P05, and does here,
+			// for the client's statement's backend name, which the backend
+			// is made to have first.
+			server, pre := s.ensurePreparedLocked(b, g, name)
+			g.ops = append(g.ops, stmtOp{kind: '1', taken: true})
+			return s.rebuild('P', nil, server, rest), pre, nil
+		}
+		cs := s.newStmtLocked(name, rest, scanSQL(parseQuery(rest)))
+		g.ops = append(g.ops, stmtOp{kind: '1', stmt: cs, name: name, prev: s.lookupStmtLocked(name)})
+		s.setStmtLocked(name, cs)
+		b.stmts.set(cs, true)
 		return s.rebuild('P', nil, cs.server, rest), nil, nil
 	case 'B':
 		portal, rest, err := wire.CString(body)
@@ -156,40 +191,40 @@ func (s *session) mapStatement(b *backendConn, typ byte, frame []byte) (out, pre
 		if err != nil {
 			return nil, nil, err
 		}
-		server, pre := s.ensurePrepared(b, name)
+		server, pre := s.ensurePreparedLocked(b, g, name)
 		return s.rebuild('B', body[:len(portal)+1], server, rest), pre, nil
 	case 'D', 'C':
 		if len(body) < 2 || body[0] != 'S' {
+			if typ == 'C' {
+				g.ops = append(g.ops, stmtOp{kind: '3'}) // a portal
+			}
 			return frame, nil, nil // portals are per transaction: nothing to map
 		}
 		name, _, err := wire.CString(body[1:])
 		if err != nil {
 			return nil, nil, err
 		}
-		if typ == 'C' {
-			cs := s.lookupStmt(name)
-			server := s.serverName(name)
-			if cs != nil {
-				if name == "" {
-					s.unnamed = nil
-				} else {
-					delete(s.stmts, name)
-				}
-				s.mu.Lock()
-				b.stmts.set(cs, false)
-				s.mu.Unlock()
-			}
-			return s.rebuild('C', []byte{'S'}, server, nil), nil, nil
+		if typ == 'D' {
+			server, pre := s.ensurePreparedLocked(b, g, name)
+			return s.rebuild('D', []byte{'S'}, server, nil), pre, nil
 		}
-		server, pre := s.ensurePrepared(b, name)
-		return s.rebuild('D', []byte{'S'}, server, nil), pre, nil
+		cs := s.lookupStmtLocked(name)
+		server := s.serverNameLocked(name)
+		op := stmtOp{kind: '3', stmt: cs, name: name, prev: cs}
+		if cs != nil {
+			op.had = b.stmts.prepared(cs)
+			s.setStmtLocked(name, nil)
+			b.stmts.set(cs, false)
+		}
+		g.ops = append(g.ops, op)
+		return s.rebuild('C', []byte{'S'}, server, nil), nil, nil
 	}
 	return frame, nil, nil
 }
 
-// serverName is the backend name for the client's statement name.
-func (s *session) serverName(name string) string {
-	if cs := s.lookupStmt(name); cs != nil {
+// serverNameLocked is the backend name for the client's statement name.
+func (s *session) serverNameLocked(name string) string {
+	if cs := s.lookupStmtLocked(name); cs != nil {
 		return cs.server
 	}
 	if strings.HasPrefix(name, serverStmtPrefix) {
@@ -198,30 +233,154 @@ func (s *session) serverName(name string) string {
 	return name // unknown: PostgreSQL says it does not exist, by the client's name
 }
 
-// ensurePrepared returns the backend name of the client's statement and, if
-// the backend does not have it yet, the Parse that prepares it.
-func (s *session) ensurePrepared(b *backendConn, name string) (string, []byte) {
-	cs := s.lookupStmt(name)
+// ensurePreparedLocked returns the backend name of the client's statement
+// and, if the backend does not have it yet, the Parse that prepares it.
+func (s *session) ensurePreparedLocked(b *backendConn, g *group, name string) (string, []byte) {
+	cs := s.lookupStmtLocked(name)
 	if cs == nil {
-		return s.serverName(name), nil
+		if name == "" {
+			// The backend's unnamed statement may be another client's.
+			return unknownStmt, nil
+		}
+		return s.serverNameLocked(name), nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if b.stmts.prepared(cs) {
 		return cs.server, nil
 	}
-	s.recordParseLocked(b, cs, true)
+	g.ops = append(g.ops, stmtOp{kind: '1', injected: true, stmt: cs})
+	b.stmts.set(cs, true)
 	s.preBuf = appendFrame(s.preBuf[:0], 'P', nil, cs.server, cs.rest)
 	return cs.server, s.preBuf
 }
 
-// recordParseLocked notes a Parse about to be written in the open group and
-// marks the statement prepared on b; the pump undoes the mark if the Parse
-// does not complete.
-func (s *session) recordParseLocked(b *backendConn, cs *clientStmt, injected bool) {
-	g := &s.mu.groups[len(s.mu.groups)-1]
-	g.parses = append(g.parses, parseSent{stmt: cs, injected: injected})
-	b.stmts.set(cs, true)
+// stmtReplyLocked matches a ParseComplete or CloseComplete to its op and
+// reports whether the proxy injected that op (so the reply is not the
+// client's).
+func (s *session) stmtReplyLocked(kind byte) bool {
+	if len(s.mu.groups) == 0 {
+		return false
+	}
+	g := &s.mu.groups[0]
+	for i := range g.ops {
+		if op := &g.ops[i]; op.kind == kind && !op.done {
+			op.done = true
+			return op.injected
+		}
+	}
+	return false
+}
+
+// undoStmtOpsLocked undoes, newest first, the ops of a finished group that
+// PostgreSQL skipped or refused.
+func (s *session) undoStmtOpsLocked(b *backendConn, g *group) {
+	for i := len(g.ops) - 1; i >= 0; i-- {
+		op := g.ops[i]
+		if op.done || op.stmt == nil {
+			continue
+		}
+		switch op.kind {
+		case '1':
+			b.stmts.set(op.stmt, false)
+			if !op.injected {
+				s.setStmtLocked(op.name, op.prev)
+			}
+		case '3':
+			s.setStmtLocked(op.name, op.prev)
+			if op.had {
+				b.stmts.set(op.stmt, true)
+			}
+		}
+	}
+}
+
+// mapDeallocate rewrites a simple Query that is just DEALLOCATE of one of
+// the client's protocol-level statements to use its backend name (after
+// preparing it on this backend if needed), as psycopg does when its
+// statement cache overflows. It returns ok=false for anything else.
+func (s *session) mapDeallocate(b *backendConn, sql []byte) (frame, pre []byte, ok bool) {
+	text := strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(string(sql)), ";"))
+	fields := strings.Fields(text)
+	if len(fields) < 2 || !strings.EqualFold(fields[0], "DEALLOCATE") {
+		return nil, nil, false
+	}
+	rest := strings.TrimSpace(text[len(fields[0]):])
+	if len(fields) >= 3 && strings.EqualFold(fields[1], "PREPARE") {
+		rest = strings.TrimSpace(rest[len(fields[1]):])
+	}
+	name, ok := sqlIdentifier(rest)
+	if !ok {
+		return nil, nil, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cs := s.lookupStmtLocked(name); cs == nil || name == "" {
+		return nil, nil, false
+	}
+	server, pre := s.ensurePreparedLocked(b, &s.mu.groups[len(s.mu.groups)-1], name)
+	s.outBuf = appendFrame(s.outBuf[:0], 'Q', nil, "DEALLOCATE "+server, nil)
+	return s.outBuf, pre, true
+}
+
+// sqlIdentifier parses one SQL identifier, quoted or not, that is all of s.
+func sqlIdentifier(s string) (string, bool) {
+	if strings.HasPrefix(s, `"`) {
+		if len(s) < 2 || !strings.HasSuffix(s, `"`) {
+			return "", false
+		}
+		inner := s[1 : len(s)-1]
+		if strings.Contains(strings.ReplaceAll(inner, `""`, ""), `"`) {
+			return "", false
+		}
+		return strings.ReplaceAll(inner, `""`, `"`), true
+	}
+	for _, c := range []byte(s) {
+		if !isWordByte(c) {
+			return "", false
+		}
+	}
+	return strings.ToLower(s), s != ""
+}
+
+// clientNamesInError forwards an ErrorResponse that names one of the
+// client's statements by its backend name with the client's name instead,
+// as PostgreSQL would have written it. It reports whether it did so (the
+// frame is then consumed).
+func (s *session) clientNamesInError(b *backendConn, h wire.Header) (bool, error) {
+	if !wire.Fits(b.r, h) {
+		return false, nil
+	}
+	frame, err := wire.PeekFrame(b.r, h)
+	if err != nil || !bytes.Contains(frame, []byte(`"`+serverStmtPrefix)) {
+		return false, err
+	}
+	var er pgproto3.ErrorResponse
+	if err := er.Decode(wire.Body(frame)); err != nil {
+		return false, nil
+	}
+	s.mu.Lock()
+	for name, cs := range s.stmts {
+		er.Message = strings.ReplaceAll(er.Message, `"`+cs.server+`"`, `"`+name+`"`)
+	}
+	// Statements the client closed or replaced in messages still in flight.
+	for _, g := range s.mu.groups {
+		for _, op := range g.ops {
+			for _, cs := range []*clientStmt{op.stmt, op.prev} {
+				if cs != nil && cs.server != "" {
+					er.Message = strings.ReplaceAll(er.Message, `"`+cs.server+`"`, `"`+op.name+`"`)
+				}
+			}
+		}
+	}
+	s.mu.Unlock()
+	out, err := er.Encode(nil)
+	if err != nil {
+		return false, nil
+	}
+	if err := wire.Discard(b.r, h); err != nil {
+		return false, err
+	}
+	_, err = s.w.Write(out)
+	return true, err
 }
 
 // rebuild encodes a message with the statement name replaced, into a buffer

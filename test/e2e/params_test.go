@@ -115,3 +115,24 @@ func TestReservedSettingsCannotBeSetAtStartup(t *testing.T) {
 		}
 	}
 }
+
+func TestBadStartupSettingsFailTheLoginWithPostgreSQLsError(t *testing.T) {
+	e := startProxy(t, nil)
+	for _, tc := range []struct {
+		param, value, code string
+	}{
+		{"options", "-c work_mem=banana", "22023"},
+		{"TimeZone", "Not/AZone", "22023"},
+		{"options", "-c no_such_setting=1", "42704"},
+	} {
+		cfg, err := pgconn.ParseConfig(e.dsn(token(t, "acme")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.RuntimeParams[tc.param] = tc.value
+		_, err = pgconn.ConnectConfig(ctxT(t), cfg)
+		if pgCode(err) != tc.code {
+			t.Errorf("%s=%s: got %v, want SQLSTATE %s", tc.param, tc.value, err, tc.code)
+		}
+	}
+}

@@ -101,6 +101,16 @@ func TestClientsOfOneTenantKeepTheirOwnStatementsOnASharedBackend(t *testing.T) 
 	if res := b.ExecPrepared(ctx, "s1", nil, nil, nil).Read(); res.Err != nil || string(res.Rows[0][0]) != "from b" {
 		t.Fatalf("b lost its statement: %v", res.Err)
 	}
+	// SQL DEALLOCATE of a protocol-level statement, as psycopg sends it.
+	if _, err := b.Prepare(ctx, "S2", "SELECT 2", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Exec(ctx, `DEALLOCATE "S2"`).ReadAll(); err != nil {
+		t.Fatalf("DEALLOCATE of a protocol-level statement: %v", err)
+	}
+	if res := b.ExecPrepared(ctx, "S2", nil, nil, nil).Read(); pgCode(res.Err) != "26000" {
+		t.Fatalf("after DEALLOCATE: %v, want 26000", res.Err)
+	}
 	// DEALLOCATE ALL too.
 	if _, err := b.Exec(ctx, "DEALLOCATE ALL").ReadAll(); err != nil {
 		t.Fatal(err)
@@ -111,6 +121,19 @@ func TestClientsOfOneTenantKeepTheirOwnStatementsOnASharedBackend(t *testing.T) 
 	// Another client's backend name is not a way in.
 	if res := a.ExecPrepared(ctx, "pgt_1_1", nil, nil, nil).Read(); pgCode(res.Err) != "26000" {
 		t.Fatalf("binding a pgtenant statement name: %v, want 26000", res.Err)
+	}
+}
+
+func TestSQLPreparedStatementsDoNotReachAnotherClient(t *testing.T) {
+	e := startProxy(t, func(c *proxyConfig, _ *jwtConfig) { c.Pool.Size = 1 })
+	a, b := e.connect(t, "acme").PgConn(), e.connect(t, "acme").PgConn()
+	ctx := ctxT(t)
+	res, err := a.Exec(ctx, "BEGIN; PREPARE q AS SELECT 'secret of a'; EXECUTE q; COMMIT").ReadAll()
+	if err != nil || string(res[2].Rows[0][0]) != "secret of a" {
+		t.Fatalf("PREPARE and EXECUTE in one transaction: %v", err)
+	}
+	if _, err := b.Exec(ctx, "EXECUTE q").ReadAll(); pgCode(err) != "26000" {
+		t.Fatalf("another client executed a's statement: %v", err)
 	}
 }
 
