@@ -99,12 +99,13 @@ type session struct {
 	stmts         map[string]*clientStmt // the client's named statements
 	unnamed       *clientStmt            // the client's unnamed statement (stmts and unnamed: guarded by mu)
 	nextStmt      int
-	outBuf        []byte            // a rewritten message
-	preBuf        []byte            // an injected Parse
-	forgetAfter   []byte            // the client's DEALLOCATE/DISCARD text, kept while the frame is rewritten
-	startup       map[string]string // session settings from the startup packet; read-only after login
-	paramBuf      []byte            // the pending session-parameter unit
-	pendingParams []byte            // set by admit for forward
+	outBuf        []byte                 // a rewritten message
+	preBuf        []byte                 // an injected Parse
+	forgetAfter   []byte                 // the client's DEALLOCATE/DISCARD text, kept while the frame is rewritten
+	refusals      map[string]*clientStmt // statements raising 0A000, by kind (guarded by mu)
+	startup       map[string]string      // session settings from the startup packet; read-only after login
+	paramBuf      []byte                 // the pending session-parameter unit
+	pendingParams []byte                 // set by admit for forward
 
 	mu struct {
 		sync.Mutex
@@ -337,6 +338,12 @@ func (s *session) forward(typ byte, frame []byte, flags stmtFlags) error {
 			s.unnamed = nil
 		}
 		s.mu.Unlock()
+		if flags&flagSessionState != 0 {
+			sql, _ := wire.QueryText(wire.Body(frame))
+			if kind := sessionStateKind(sql); kind != "" {
+				frame, flags = refusedQuery(kind), 0
+			}
+		}
 		if flags&flagDropsStatements != 0 {
 			sql, _ := wire.QueryText(wire.Body(frame))
 			s.forgetAfter = append(s.forgetAfter[:0], sql...)

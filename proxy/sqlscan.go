@@ -26,6 +26,9 @@ const (
 	// RESET at the start of a statement, or set_config anywhere); the
 	// proxy follows what the client sets (see params.go).
 	flagSessionSet
+	// flagSessionState: the text may leave state on the backend that
+	// outlives the transaction (see sessionStateKind, which decides).
+	flagSessionState
 )
 
 // scanSQL classifies one Query or Parse text. It allocates nothing.
@@ -78,6 +81,10 @@ func scanSQL(sql []byte) stmtFlags {
 			flags |= flagTxControl
 		case wordIs(w, "DEALLOCATE"):
 			flags |= flagDropsStatements
+		case wordIs(w, "TEMP"), wordIs(w, "TEMPORARY"), wordIs(w, "HOLD"), wordIs(w, "LISTEN"),
+			wordIs(w, "AUTHORIZATION"), wordIs(w, "PG_ADVISORY_LOCK"), wordIs(w, "PG_ADVISORY_LOCK_SHARED"),
+			wordIs(w, "PG_TRY_ADVISORY_LOCK"), wordIs(w, "PG_TRY_ADVISORY_LOCK_SHARED"):
+			flags |= flagSessionState
 		case wordIs(w, "DISCARD"):
 			flags |= flagDropsStatements | flagSessionSet
 		case wordIs(w, "CONCURRENTLY"), wordIs(w, "DATABASE"), wordIs(w, "TABLESPACE"),

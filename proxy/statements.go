@@ -36,6 +36,9 @@ type clientStmt struct {
 	server string    // name on backends; "" for the unnamed statement
 	rest   []byte    // the Parse body after the name: query, parameter types
 	flags  stmtFlags // what scanSQL found in the query
+	// refuse names the session state the statement would create (see
+	// state.go); its Binds are pointed at a statement raising 0A000.
+	refuse string
 }
 
 // stmtOp is a Parse or Close the proxy wrote to the backend in a sync group,
@@ -113,6 +116,9 @@ func (s *session) setStmtLocked(name string, cs *clientStmt) {
 // newStmtLocked makes a statement for a client's Parse of name.
 func (s *session) newStmtLocked(name string, rest []byte, flags stmtFlags) *clientStmt {
 	cs := &clientStmt{rest: append([]byte(nil), rest...), flags: flags}
+	if flags&flagSessionState != 0 {
+		cs.refuse = sessionStateKind(parseQuery(rest))
+	}
 	if name == "" {
 		return cs
 	}
@@ -191,6 +197,13 @@ func (s *session) mapStatement(b *backendConn, typ byte, frame []byte) (out, pre
 		if err != nil {
 			return nil, nil, err
 		}
+		if cs := s.lookupStmtLocked(name); cs != nil && cs.refuse != "" {
+			// Bind the portal to the refusal instead, without parameters:
+			// Execute then raises 0A000 from the backend.
+			rs := s.refusalLocked(cs.refuse)
+			pre := s.prepareLocked(b, g, rs)
+			return s.rebuild('B', body[:len(portal)+1], rs.server, []byte{0, 0, 0, 0, 0, 0}), pre, nil
+		}
 		server, pre := s.ensurePreparedLocked(b, g, name)
 		return s.rebuild('B', body[:len(portal)+1], server, rest), pre, nil
 	case 'D', 'C':
@@ -244,13 +257,33 @@ func (s *session) ensurePreparedLocked(b *backendConn, g *group, name string) (s
 		}
 		return s.serverNameLocked(name), nil
 	}
+	return cs.server, s.prepareLocked(b, g, cs)
+}
+
+// prepareLocked returns the Parse that prepares cs on b, or nil if b has it.
+func (s *session) prepareLocked(b *backendConn, g *group, cs *clientStmt) []byte {
 	if b.stmts.prepared(cs) {
-		return cs.server, nil
+		return nil
 	}
 	g.ops = append(g.ops, stmtOp{kind: '1', injected: true, stmt: cs})
 	b.stmts.set(cs, true)
 	s.preBuf = appendFrame(s.preBuf[:0], 'P', nil, cs.server, cs.rest)
-	return cs.server, s.preBuf
+	return s.preBuf
+}
+
+// refusalLocked returns the statement that raises the refusal for kind,
+// made once per session and prepared on backends like a client's.
+func (s *session) refusalLocked(kind string) *clientStmt {
+	if rs := s.refusals[kind]; rs != nil {
+		return rs
+	}
+	if s.refusals == nil {
+		s.refusals = map[string]*clientStmt{}
+	}
+	rest := append([]byte(refuseSQL(kind)), 0, 0, 0)
+	rs := s.newStmtLocked(refuseStmt, rest, 0)
+	s.refusals[kind] = rs
+	return rs
 }
 
 // stmtReplyLocked matches a ParseComplete or CloseComplete to its op and
