@@ -45,6 +45,9 @@ pool:
   tenants:
     acme:
       size: 3
+      mode: session
+  database_modes:
+    reports: session
 databases:
   app: app_prod
 `)
@@ -69,6 +72,9 @@ databases:
 	if c.Pool.Size != 7 || c.Pool.WaitTimeout != 5*time.Second {
 		t.Errorf("pool = %+v, want size from the file and wait_timeout from the environment", c.Pool.Settings)
 	}
+	if c.Pool.DatabaseModes["reports"] != "session" || c.Pool.Tenants["acme"].Mode == nil || *c.Pool.Tenants["acme"].Mode != "session" {
+		t.Errorf("pooling modes not read: %v %+v", c.Pool.DatabaseModes, c.Pool.Tenants["acme"])
+	}
 	if o := c.Pool.Tenants["acme"]; o.Size == nil || *o.Size != 3 {
 		t.Errorf("per-tenant override not read: %+v", c.Pool.Tenants)
 	}
@@ -91,6 +97,7 @@ func TestInvalidConfigsAreRefusedNamingTheKey(t *testing.T) {
 		{"TLS required without a certificate", minimalYAML + "listen: 0.0.0.0:6432\n", "tls.require"},
 		{"certificate without key", minimalYAML + "tls:\n  cert_file: /x.pem\n", "tls.cert_file"},
 		{"pool size", minimalYAML + "pool:\n  size: -1\n", "pool.size"},
+		{"pool mode", minimalYAML + "pool:\n  mode: statement\n", "pool.mode"},
 		{"log level", minimalYAML + "log:\n  level: loud\n", "log.level"},
 	}
 	for _, tc := range cases {

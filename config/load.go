@@ -80,7 +80,7 @@ func checkUnknownKeys(v *viper.Viper) error {
 		known[k] = true
 	}
 	for _, k := range v.AllKeys() {
-		if known[k] || strings.HasPrefix(k, "databases.") || strings.HasPrefix(k, "pool.tenants.") {
+		if known[k] || strings.HasPrefix(k, "databases.") || strings.HasPrefix(k, "pool.tenants.") || strings.HasPrefix(k, "pool.database_modes.") {
 			continue
 		}
 		return fmt.Errorf("config: unknown key %q", k)

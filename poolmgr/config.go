@@ -39,7 +39,17 @@ type Settings struct {
 	// WaitTimeout is how long Acquire waits for a connection before it fails
 	// with SQLSTATE 53300.
 	WaitTimeout time.Duration `mapstructure:"wait_timeout"`
+	// Mode is how clients hold backend connections: "transaction" (one per
+	// transaction, the default) or "session" (one for the whole session).
+	// The pool itself does not use it; the proxy does.
+	Mode string `mapstructure:"mode"`
 }
+
+// Pooling modes.
+const (
+	ModeTransaction = "transaction"
+	ModeSession     = "session"
+)
 
 // Config configures a Manager. It is the "pool" section of pgtenant's
 // configuration; Validate reports errors with keys under "pool.".
@@ -53,6 +63,9 @@ type Config struct {
 	ReapAfter time.Duration `mapstructure:"reap_after"`
 	// Tenants holds per-tenant overrides of Settings, by tenant id.
 	Tenants map[string]Override `mapstructure:"tenants"`
+	// DatabaseModes sets the pooling mode per backend database; a tenant's
+	// own mode override wins.
+	DatabaseModes map[string]string `mapstructure:"database_modes"`
 }
 
 // Override changes some Settings for one tenant; a nil field inherits the
@@ -63,6 +76,7 @@ type Override struct {
 	MaxLifetime *time.Duration `mapstructure:"max_lifetime"`
 	IdleTimeout *time.Duration `mapstructure:"idle_timeout"`
 	WaitTimeout *time.Duration `mapstructure:"wait_timeout"`
+	Mode        *string        `mapstructure:"mode"`
 }
 
 // SetDefaults replaces zero values with the Default constants. Overrides
@@ -90,6 +104,9 @@ func (s *Settings) setDefaults() {
 	if s.WaitTimeout == 0 {
 		s.WaitTimeout = DefaultWaitTimeout
 	}
+	if s.Mode == "" {
+		s.Mode = ModeTransaction
+	}
 }
 
 // Validate reports the first invalid value, naming its configuration key.
@@ -103,6 +120,11 @@ func (c Config) Validate() error {
 	}
 	if c.ReapAfter <= 0 {
 		return fmt.Errorf("pool.reap_after must be positive")
+	}
+	for db, mode := range c.DatabaseModes {
+		if mode != ModeTransaction && mode != ModeSession {
+			return fmt.Errorf("pool.database_modes.%s: %q must be %s or %s", db, mode, ModeTransaction, ModeSession)
+		}
 	}
 	tenants := make([]string, 0, len(c.Tenants))
 	for t := range c.Tenants {
@@ -132,6 +154,8 @@ func (s Settings) validate(prefix string) error {
 		return fmt.Errorf("%sidle_timeout must be positive", prefix)
 	case s.WaitTimeout < 0:
 		return fmt.Errorf("%swait_timeout must not be negative", prefix)
+	case s.Mode != ModeTransaction && s.Mode != ModeSession:
+		return fmt.Errorf("%smode %q must be %s or %s", prefix, s.Mode, ModeTransaction, ModeSession)
 	}
 	return nil
 }
@@ -153,6 +177,9 @@ func (s Settings) with(o Override) Settings {
 	if o.WaitTimeout != nil {
 		s.WaitTimeout = *o.WaitTimeout
 	}
+	if o.Mode != nil {
+		s.Mode = *o.Mode
+	}
 	return s
 }
 
@@ -170,6 +197,9 @@ func resolve(base Settings, o Override) Settings {
 	}
 	if s.IdleTimeout <= 0 {
 		s.IdleTimeout = base.IdleTimeout
+	}
+	if s.Mode != ModeTransaction && s.Mode != ModeSession {
+		s.Mode = base.Mode
 	}
 	if s.WaitTimeout <= 0 {
 		s.WaitTimeout = base.WaitTimeout

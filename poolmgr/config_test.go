@@ -17,6 +17,7 @@ func TestSetDefaultsFillsOnlyZeroValues(t *testing.T) {
 			MaxLifetime: poolmgr.DefaultMaxLifetime,
 			IdleTimeout: poolmgr.DefaultIdleTimeout,
 			WaitTimeout: poolmgr.DefaultWaitTimeout,
+			Mode:        poolmgr.ModeTransaction,
 		},
 		MaxBackendConns: poolmgr.DefaultMaxBackendConns,
 		ReapAfter:       poolmgr.DefaultReapAfter,

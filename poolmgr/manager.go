@@ -10,6 +10,7 @@ package poolmgr
 import (
 	"context"
 	"errors"
+	"maps"
 	"sync"
 	"time"
 )
@@ -83,12 +84,14 @@ func WithMaintenanceInterval(d time.Duration) Option {
 // has been given back, so the backend may briefly see a closing connection
 // and its replacement at once.
 type Manager[C Conn] struct {
-	dial      Dialer[C]
-	clock     func() mono
-	interval  time.Duration
-	base      Settings
-	maxConns  int
-	reapAfter time.Duration
+	dial     Dialer[C]
+	clock    func() mono
+	interval time.Duration
+	base     Settings
+	// databaseModes is Config.DatabaseModes; read-only.
+	databaseModes map[string]string
+	maxConns      int
+	reapAfter     time.Duration
 
 	// ctx bounds maintenance dials; Close cancels it.
 	ctx       context.Context
@@ -127,14 +130,15 @@ func New[C Conn](cfg Config, dial Dialer[C], opts ...Option) *Manager[C] {
 		opt(&o)
 	}
 	m := &Manager[C]{
-		dial:      dial,
-		clock:     newClock(o.now),
-		interval:  o.interval,
-		base:      cfg.Settings,
-		maxConns:  cfg.MaxBackendConns,
-		reapAfter: cfg.ReapAfter,
-		stop:      make(chan struct{}),
-		loopDone:  make(chan struct{}),
+		dial:          dial,
+		clock:         newClock(o.now),
+		interval:      o.interval,
+		base:          cfg.Settings,
+		databaseModes: maps.Clone(cfg.DatabaseModes),
+		maxConns:      cfg.MaxBackendConns,
+		reapAfter:     cfg.ReapAfter,
+		stop:          make(chan struct{}),
+		loopDone:      make(chan struct{}),
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	m.mu.pools = make(map[Key]*pool[C])
@@ -332,6 +336,21 @@ func (m *Manager[C]) SetOverrides(tenants map[string]Override) {
 	closing = m.grantLocked(m.nowLocked(), closing)
 	m.mu.Unlock()
 	closeConns(closing)
+}
+
+// Mode returns the pooling mode for key: the tenant's override, else the
+// database's mode, else the configured default.
+func (m *Manager[C]) Mode(key Key) string {
+	m.mu.Lock()
+	o := m.mu.overrides[key.Tenant]
+	m.mu.Unlock()
+	if o.Mode != nil && (*o.Mode == ModeTransaction || *o.Mode == ModeSession) {
+		return *o.Mode
+	}
+	if mode, ok := m.databaseModes[key.Database]; ok {
+		return mode
+	}
+	return m.base.Mode
 }
 
 // ClosePool closes key's pool, for a tenant that is suspended: idle
@@ -642,6 +661,7 @@ func cloneOverrides(in map[string]Override) map[string]Override {
 			MaxLifetime: clonePtr(o.MaxLifetime),
 			IdleTimeout: clonePtr(o.IdleTimeout),
 			WaitTimeout: clonePtr(o.WaitTimeout),
+			Mode:        clonePtr(o.Mode),
 		}
 	}
 	return out

@@ -68,6 +68,7 @@ func (s *session) login(ctx context.Context) error {
 		db = mapped
 	}
 	s.key = poolmgr.Key{Database: db, Tenant: id.Org}
+	s.sessionMode = s.srv.pools.Mode(s.key) == poolmgr.ModeSession
 	s.log = s.log.With().Str("tenant", id.Org).Str("database", db).Logger()
 
 	server, err := s.srv.serverParams(ctx, s.key)

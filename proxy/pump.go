@@ -220,7 +220,9 @@ func (s *session) pumpLoop(b *backendConn) error {
 			s.mu.groups = append(s.mu.groups[:0], s.mu.groups[1:]...)
 		}
 		s.mu.status = status
-		detach := len(s.mu.groups) == 0 && status == 'I' && !s.mu.closing
+		// In session mode the backend stays, unless a client dropped the
+		// proxy's own statements on it.
+		detach := len(s.mu.groups) == 0 && status == 'I' && !s.mu.closing && (!s.sessionMode || b.dropped)
 		if detach {
 			s.mu.att = nil
 		}

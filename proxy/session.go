@@ -77,6 +77,9 @@ type session struct {
 	cancelSecret [4]byte
 	tls          bool
 	sawProbe     bool
+	// sessionMode keeps one backend for the whole session (pool mode
+	// "session"): session state works, and nothing is refused.
+	sessionMode bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -338,7 +341,7 @@ func (s *session) forward(typ byte, frame []byte, flags stmtFlags) error {
 			s.unnamed = nil
 		}
 		s.mu.Unlock()
-		if flags&flagSessionState != 0 {
+		if flags&flagSessionState != 0 && !s.sessionMode {
 			sql, _ := wire.QueryText(wire.Body(frame))
 			if kind := sessionStateKind(sql); kind != "" {
 				frame, flags = refusedQuery(kind), 0

@@ -137,27 +137,36 @@ func (s *session) newStmtLocked(name string, rest []byte, flags stmtFlags) *clie
 func (s *session) forgetStatements(sql []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	words := strings.Fields(strings.NewReplacer(";", " ; ", "\"", " ").Replace(string(sql)))
-	for i, w := range words {
-		switch strings.ToUpper(w) {
-		case "DISCARD":
-			if i+1 < len(words) && strings.EqualFold(words[i+1], "ALL") {
-				s.stmts, s.unnamed = nil, nil
-			}
-		case "DEALLOCATE":
-			j := i + 1
-			if j < len(words) && strings.EqualFold(words[j], "PREPARE") {
-				j++
-			}
-			if j < len(words) {
-				if strings.EqualFold(words[j], "ALL") {
-					s.stmts = nil
-				} else {
-					delete(s.stmts, words[j])
-				}
+	for _, stmt := range strings.Split(string(sql), ";") {
+		fields := strings.Fields(stmt)
+		switch {
+		case len(fields) >= 2 && strings.EqualFold(fields[0], "DISCARD") && strings.EqualFold(fields[1], "ALL"):
+			s.stmts, s.unnamed = nil, nil
+		case len(fields) >= 2 && strings.EqualFold(fields[0], "DEALLOCATE"):
+			name, ok := deallocateTarget(stmt)
+			switch {
+			case !ok:
+			case name == "":
+				s.stmts = nil // DEALLOCATE ALL
+			default:
+				delete(s.stmts, name)
 			}
 		}
 	}
+}
+
+// deallocateTarget returns the statement name of one DEALLOCATE statement,
+// folded as PostgreSQL folds identifiers, or "" for DEALLOCATE ALL.
+func deallocateTarget(stmt string) (string, bool) {
+	fields := strings.Fields(stmt)
+	rest := strings.TrimSpace(strings.TrimSpace(stmt)[len(fields[0]):])
+	if len(fields) >= 3 && strings.EqualFold(fields[1], "PREPARE") {
+		rest = strings.TrimSpace(rest[len(fields[1]):])
+	}
+	if strings.EqualFold(rest, "ALL") {
+		return "", true
+	}
+	return sqlIdentifier(rest)
 }
 
 // mapStatement rewrites a Parse, Bind, Describe or Close for the attached
@@ -197,7 +206,7 @@ func (s *session) mapStatement(b *backendConn, typ byte, frame []byte) (out, pre
 		if err != nil {
 			return nil, nil, err
 		}
-		if cs := s.lookupStmtLocked(name); cs != nil && cs.refuse != "" {
+		if cs := s.lookupStmtLocked(name); cs != nil && cs.refuse != "" && !s.sessionMode {
 			// Bind the portal to the refusal instead, without parameters:
 			// Execute then raises 0A000 from the backend.
 			rs := s.refusalLocked(cs.refuse)
@@ -333,20 +342,16 @@ func (s *session) undoStmtOpsLocked(b *backendConn, g *group) {
 func (s *session) mapDeallocate(b *backendConn, sql []byte) (frame, pre []byte, ok bool) {
 	text := strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(string(sql)), ";"))
 	fields := strings.Fields(text)
-	if len(fields) < 2 || !strings.EqualFold(fields[0], "DEALLOCATE") {
+	if len(fields) < 2 || !strings.EqualFold(fields[0], "DEALLOCATE") || strings.Contains(text, ";") {
 		return nil, nil, false
 	}
-	rest := strings.TrimSpace(text[len(fields[0]):])
-	if len(fields) >= 3 && strings.EqualFold(fields[1], "PREPARE") {
-		rest = strings.TrimSpace(rest[len(fields[1]):])
-	}
-	name, ok := sqlIdentifier(rest)
-	if !ok {
+	name, ok := deallocateTarget(text)
+	if !ok || name == "" {
 		return nil, nil, false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if cs := s.lookupStmtLocked(name); cs == nil || name == "" {
+	if s.lookupStmtLocked(name) == nil {
 		return nil, nil, false
 	}
 	server, pre := s.ensurePreparedLocked(b, &s.mu.groups[len(s.mu.groups)-1], name)

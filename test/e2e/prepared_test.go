@@ -111,6 +111,16 @@ func TestClientsOfOneTenantKeepTheirOwnStatementsOnASharedBackend(t *testing.T) 
 	if res := b.ExecPrepared(ctx, "S2", nil, nil, nil).Read(); pgCode(res.Err) != "26000" {
 		t.Fatalf("after DEALLOCATE: %v, want 26000", res.Err)
 	}
+	// Unquoted names fold to lower case, as in PostgreSQL.
+	if _, err := b.Prepare(ctx, "s3", "SELECT 3", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Exec(ctx, "DEALLOCATE PREPARE S3;").ReadAll(); err != nil {
+		t.Fatalf("DEALLOCATE S3: %v", err)
+	}
+	if res := b.ExecPrepared(ctx, "s3", nil, nil, nil).Read(); pgCode(res.Err) != "26000" {
+		t.Fatalf("after DEALLOCATE S3: %v, want 26000", res.Err)
+	}
 	// DEALLOCATE ALL too.
 	if _, err := b.Exec(ctx, "DEALLOCATE ALL").ReadAll(); err != nil {
 		t.Fatal(err)
