@@ -10,7 +10,7 @@ package poolmgr
 import (
 	"context"
 	"errors"
-	"maps"
+	"strings"
 	"sync"
 	"time"
 )
@@ -134,7 +134,7 @@ func New[C Conn](cfg Config, dial Dialer[C], opts ...Option) *Manager[C] {
 		clock:         newClock(o.now),
 		interval:      o.interval,
 		base:          cfg.Settings,
-		databaseModes: maps.Clone(cfg.DatabaseModes),
+		databaseModes: lowerKeys(cfg.DatabaseModes),
 		maxConns:      cfg.MaxBackendConns,
 		reapAfter:     cfg.ReapAfter,
 		stop:          make(chan struct{}),
@@ -325,7 +325,7 @@ func (m *Manager[C]) SetOverrides(tenants map[string]Override) {
 	m.mu.overrides = o
 	var closing []*conn[C]
 	for _, p := range m.mu.pools {
-		p.s = resolve(m.base, o[p.key.Tenant])
+		p.s = resolve(m.base, o[strings.ToLower(p.key.Tenant)])
 		for p.total > p.s.Size && len(p.idle) > 0 {
 			c := p.popOldestIdle()
 			m.mu.idle--
@@ -342,12 +342,12 @@ func (m *Manager[C]) SetOverrides(tenants map[string]Override) {
 // database's mode, else the configured default.
 func (m *Manager[C]) Mode(key Key) string {
 	m.mu.Lock()
-	o := m.mu.overrides[key.Tenant]
+	o := m.mu.overrides[strings.ToLower(key.Tenant)]
 	m.mu.Unlock()
 	if o.Mode != nil && (*o.Mode == ModeTransaction || *o.Mode == ModeSession) {
 		return *o.Mode
 	}
-	if mode, ok := m.databaseModes[key.Database]; ok {
+	if mode, ok := m.databaseModes[strings.ToLower(key.Database)]; ok {
 		return mode
 	}
 	return m.base.Mode
@@ -392,7 +392,7 @@ func (m *Manager[C]) Close() {
 }
 
 func (m *Manager[C]) newPoolLocked(key Key) *pool[C] {
-	p := &pool[C]{m: m, key: key, s: resolve(m.base, m.mu.overrides[key.Tenant]), lastActive: m.mu.seen}
+	p := &pool[C]{m: m, key: key, s: resolve(m.base, m.mu.overrides[strings.ToLower(key.Tenant)]), lastActive: m.mu.seen}
 	m.mu.pools[key] = p
 	return p
 }
@@ -652,10 +652,13 @@ func closeConns[C Conn](cs []*conn[C]) {
 	}
 }
 
+// cloneOverrides copies overrides with their keys in lower case: the
+// configuration loader folds map keys, so tenants are matched regardless
+// of case.
 func cloneOverrides(in map[string]Override) map[string]Override {
 	out := make(map[string]Override, len(in))
 	for t, o := range in {
-		out[t] = Override{
+		out[strings.ToLower(t)] = Override{
 			Size:        clonePtr(o.Size),
 			MinIdle:     clonePtr(o.MinIdle),
 			MaxLifetime: clonePtr(o.MaxLifetime),
@@ -673,4 +676,12 @@ func clonePtr[T any](p *T) *T {
 	}
 	v := *p
 	return &v
+}
+
+func lowerKeys(in map[string]string) map[string]string {
+	out := make(map[string]string, len(in))
+	for k, v := range in {
+		out[strings.ToLower(k)] = v
+	}
+	return out
 }

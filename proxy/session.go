@@ -332,6 +332,11 @@ func (s *session) forward(typ byte, frame []byte, flags stmtFlags) error {
 	}
 	b := att.b
 	var pre []byte
+	var clientSQL []byte // the client's text, for what depends on it after a rewrite
+	if flags&flagDropsStatements != 0 {
+		clientSQL = append(s.forgetAfter[:0], sqlText(typ, frame)...)
+		s.forgetAfter = clientSQL
+	}
 	switch typ {
 	case 'Q':
 		// PostgreSQL drops the unnamed statement at every simple Query.
@@ -348,9 +353,7 @@ func (s *session) forward(typ byte, frame []byte, flags stmtFlags) error {
 			}
 		}
 		if flags&flagDropsStatements != 0 {
-			sql, _ := wire.QueryText(wire.Body(frame))
-			s.forgetAfter = append(s.forgetAfter[:0], sql...)
-			if f, p, ok := s.mapDeallocate(b, sql); ok {
+			if f, p, ok := s.mapDeallocate(b, clientSQL); ok {
 				frame, pre = f, p
 			}
 		}
@@ -363,7 +366,7 @@ func (s *session) forward(typ byte, frame []byte, flags stmtFlags) error {
 		s.noteSessionSets(sqlText(typ, frame))
 	}
 	if flags&flagDropsStatements != 0 && typ == 'Q' {
-		s.forgetStatements(s.forgetAfter)
+		s.forgetStatements(clientSQL)
 	}
 	// The group bookkeeping keeps the backend attached until this message
 	// is answered, but the answer can arrive before Flush returns: wmu makes
@@ -379,7 +382,7 @@ func (s *session) forward(typ byte, frame []byte, flags stmtFlags) error {
 		_, _ = b.w.Write(b.injectSession)
 		b.sessionContext = true
 	}
-	if flags&flagDropsStatements != 0 {
+	if flags&flagDropsStatements != 0 && (!s.sessionMode || dropsProxyStatements(clientSQL)) {
 		b.dropped = true
 	}
 	if pre != nil {
@@ -455,6 +458,14 @@ func (s *session) admit(typ byte, flags stmtFlags, terminal bool) (*attachment, 
 		if att := s.mu.att; att != nil {
 			g := group{txControl: flags&flagTxControl != 0, ended: terminal}
 			s.pendingParams = nil
+			if executes && s.mu.status == 'I' && s.sessionMode {
+				// A session-mode client keeps its backend: its token is
+				// checked at each transaction instead of each attach.
+				if err := s.checkExpiry(); err != nil {
+					s.mu.Unlock()
+					return nil, injectNone, err
+				}
+			}
 			if executes && s.mu.status == 'I' {
 				g.inject = injectLocal
 				if flags&flagOwnTransaction != 0 {

@@ -20,7 +20,7 @@ const refuseStmt = "pgtenant_refuse"
 
 const refuseHint = "pgtenant runs each transaction on whichever backend connection of the tenant is free, " +
 	"so session state would reach other clients. Keep it within the transaction " +
-	"(ON COMMIT DROP, pg_advisory_xact_lock, a cursor without HOLD), or use session pooling when it is available."
+	"(ON COMMIT DROP, pg_advisory_xact_lock, a cursor without HOLD), or use session pooling (pool.mode session) for this client."
 
 // refuseSQL raises the 0A000 for kind; kind is one of sessionStateKind's
 // fixed strings, never client input.

@@ -155,6 +155,19 @@ func (s *session) forgetStatements(sql []byte) {
 	}
 }
 
+// dropsProxyStatements reports whether a DEALLOCATE, DISCARD or PREPARE
+// text may drop the statements pgtenant prepared on the backend: ALL, or a
+// name of pgtenant's. A session-mode client keeps its backend otherwise.
+func dropsProxyStatements(sql []byte) bool {
+	for _, w := range sqlWords(sql) {
+		lw := strings.ToLower(w)
+		if lw == "all" || strings.HasPrefix(lw, "pgtenant_") || strings.HasPrefix(lw, serverStmtPrefix) {
+			return true
+		}
+	}
+	return false
+}
+
 // deallocateTarget returns the statement name of one DEALLOCATE statement,
 // folded as PostgreSQL folds identifiers, or "" for DEALLOCATE ALL.
 func deallocateTarget(stmt string) (string, bool) {

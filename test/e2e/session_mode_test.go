@@ -35,6 +35,21 @@ func TestSessionPoolingKeepsSessionStateAndTheTenantContext(t *testing.T) {
 			t.Fatalf("session mode changed backends: %d then %d", pid, got)
 		}
 	}
+	// SQL-level prepared statements live across transactions, and a
+	// DEALLOCATE of one keeps the session on its backend.
+	if _, err := acme.Exec(ctx, "PREPARE q AS SELECT 41 + 1"); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := acme.QueryRow(ctx, "EXECUTE q").Scan(&n); err != nil || n != 42 {
+		t.Fatalf("EXECUTE in a later transaction: %d, %v", n, err)
+	}
+	if _, err := acme.Exec(ctx, "DEALLOCATE q"); err != nil {
+		t.Fatal(err)
+	}
+	if got := backendPID(t, acme); got != pid {
+		t.Fatalf("DEALLOCATE moved the session: %d then %d", pid, got)
+	}
 	// The other tenant is still pooled by transaction, and refused as such.
 	if _, err := globex.Exec(ctx, "CREATE TEMP TABLE notes (x int)"); pgCode(err) != "0A000" {
 		t.Fatalf("transaction mode tenant: %v, want 0A000", err)
