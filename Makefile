@@ -7,7 +7,7 @@ BIN         := bin/pgtenant
 GOTESTFLAGS ?= -race -count=1 -timeout 20m
 FUZZTIME    ?= 20s
 
-.PHONY: build test ensure-postgres fuzz bench demo clean
+.PHONY: build test ensure-postgres ensure-clients fuzz bench demo clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/pgtenant
@@ -17,7 +17,13 @@ build:
 ensure-postgres:
 	bash scripts/ensure-postgres.sh
 
-test: ensure-postgres
+# The client compatibility suite (test/e2e/compat_*_test.go) runs psycopg,
+# node-postgres and JDBC programs. A runtime that cannot be installed makes
+# its test skip loudly; on CI (CI=true) it fails the run instead.
+ensure-clients:
+	@bash scripts/ensure-clients.sh || { [ "$$CI" != true ] && echo "ensure-clients: the compatibility tests of the missing clients will be skipped" >&2; }
+
+test: ensure-postgres ensure-clients
 	$(GO) vet ./...
 	$(GO) test $(GOTESTFLAGS) ./...
 

@@ -180,6 +180,11 @@ func (d *backendDialer) dial(ctx context.Context, key poolmgr.Key) (*backendConn
 		}
 	}
 	d.checkServerLog(ctx, pc)
+	// pgconn may have started its background reader during a slow write;
+	// it must be stopped, with nothing buffered, before the socket is ours.
+	if err := pc.SyncConn(ctx); err != nil {
+		return nil, pgerr.New(pgerr.ConnectionException, "backend_setup", "cannot set up the backend connection").Wrap(err)
+	}
 	hc, err := pc.Hijack()
 	if err != nil {
 		return nil, err
