@@ -62,20 +62,18 @@ func (s *session) pump(att *attachment) {
 	s.mu.Unlock()
 
 	if released {
-		// The client's reply goes out first; the backend goes back to the
-		// pool as soon as it is clean.
+		// The client's reply goes out before any housekeeping round trip;
+		// the backend goes back to the pool as soon as it is clean.
+		readBack := s.paramsToReadBack()
 		var flushErr error
-		if b.sessionContext {
+		if b.sessionContext || readBack {
 			flushErr = s.w.Flush()
+		}
+		if b.sessionContext {
 			err = resetSessionContext(b)
 		}
-		if err == nil && s.paramsToReadBack() {
-			if flushErr == nil {
-				flushErr = s.w.Flush()
-			}
-			if !s.readBackParams(b) {
-				b.dropped = true // its settings are unknown: not reused
-			}
+		if err == nil && readBack && !s.readBackParams(b) {
+			b.dropped = true // its settings are unknown: not reused
 		}
 		// A cancel signal still on its way would hit the next client's
 		// query; once delivered, it finds the backend idle, and PostgreSQL

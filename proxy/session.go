@@ -104,7 +104,7 @@ type session struct {
 	nextStmt      int
 	outBuf        []byte                 // a rewritten message
 	preBuf        []byte                 // an injected Parse
-	forgetAfter   []byte                 // the client's DEALLOCATE/DISCARD text, kept while the frame is rewritten
+	sqlBuf        []byte                 // a copy of the client's SQL, kept while its frame is rewritten
 	refusals      map[string]*clientStmt // statements raising 0A000, by kind (guarded by mu)
 	startup       map[string]string      // session settings from the startup packet; read-only after login
 	paramBuf      []byte                 // the pending session-parameter unit
@@ -334,8 +334,8 @@ func (s *session) forward(typ byte, frame []byte, flags stmtFlags) error {
 	var pre []byte
 	var clientSQL []byte // the client's text, for what depends on it after a rewrite
 	if flags&flagDropsStatements != 0 {
-		clientSQL = append(s.forgetAfter[:0], sqlText(typ, frame)...)
-		s.forgetAfter = clientSQL
+		clientSQL = append(s.sqlBuf[:0], sqlText(typ, frame)...)
+		s.sqlBuf = clientSQL
 	}
 	switch typ {
 	case 'Q':
@@ -356,17 +356,15 @@ func (s *session) forward(typ byte, frame []byte, flags stmtFlags) error {
 			if f, p, ok := s.mapDeallocate(b, clientSQL); ok {
 				frame, pre = f, p
 			}
+			s.forgetStatements(clientSQL)
 		}
 	case 'P', 'B', 'D', 'C':
 		if frame, pre, err = s.mapStatement(b, typ, frame); err != nil {
 			return pgerr.NewFatal(pgerr.ProtocolViolation, "protocol_violation", "malformed message").Wrap(err)
 		}
 	}
-	if flags&flagSessionSet != 0 {
+	if flags&flagSessionSet != 0 && !s.sessionMode { // a session-mode backend keeps its settings
 		s.noteSessionSets(sqlText(typ, frame))
-	}
-	if flags&flagDropsStatements != 0 && typ == 'Q' {
-		s.forgetStatements(clientSQL)
 	}
 	// The group bookkeeping keeps the backend attached until this message
 	// is answered, but the answer can arrive before Flush returns: wmu makes
