@@ -26,7 +26,7 @@ import (
 // Defaults for Config fields left zero.
 const (
 	DefaultLoginTimeout   = 10 * time.Second
-	DefaultMaxMessageSize = 64 << 20
+	DefaultMaxMessageSize = 256 << 20
 	DefaultMaxClientConns = 5000
 	DefaultCancelTimeout  = 5 * time.Second
 )

@@ -23,6 +23,9 @@ import (
 const (
 	clientReadBuffer  = 16 << 10
 	clientWriteBuffer = 16 << 10
+	// maxKeptScratch is the largest buffer for client messages that do not
+	// fit clientReadBuffer that a session keeps between messages.
+	maxKeptScratch = 1 << 20
 )
 
 // injectKind says what the proxy put ahead of a sync group's messages.
@@ -266,7 +269,11 @@ func (s *session) serve() error {
 		if err != nil {
 			return err
 		}
-		if err := s.forward(h.Type, frame, flags); err != nil {
+		err = s.forward(h.Type, frame, flags)
+		if cap(s.scratch) > maxKeptScratch {
+			s.scratch = nil // a rare large message: do not hold its memory for the session's life
+		}
+		if err != nil {
 			var pe *pgerr.Error
 			if errors.As(err, &pe) && !pe.Fatal() {
 				// Could not get a backend: report it like PostgreSQL reports
