@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -19,6 +21,7 @@ import (
 	"github.com/pgtenant/pgtenant/admin"
 	"github.com/pgtenant/pgtenant/auth"
 	"github.com/pgtenant/pgtenant/config"
+	"github.com/pgtenant/pgtenant/internal/tlsreload"
 	"github.com/pgtenant/pgtenant/proxy"
 )
 
@@ -78,11 +81,29 @@ func run(ctx context.Context, cfg config.Config, log zerolog.Logger, started cha
 	}
 	var tlsCfg *tls.Config
 	if cfg.TLS.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		certs, err := tlsreload.New(cfg.TLS.CertFile, cfg.TLS.KeyFile)
 		if err != nil {
-			return fmt.Errorf("tls.cert_file/tls.key_file: %w", err)
+			return err
 		}
-		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		tlsCfg = certs.Config()
+		// SIGHUP reloads the certificate and key; connections keep theirs.
+		hup, stop := make(chan os.Signal, 1), make(chan struct{})
+		signal.Notify(hup, syscall.SIGHUP)
+		defer func() { signal.Stop(hup); close(stop) }()
+		go func() {
+			for {
+				select {
+				case <-stop:
+					return
+				case <-hup:
+					if err := certs.Reload(); err != nil {
+						log.Error().Err(err).Msg("SIGHUP: TLS certificate not reloaded; the previous one stays in use")
+					} else {
+						log.Info().Msg("SIGHUP: TLS certificate reloaded")
+					}
+				}
+			}
+		}()
 	}
 	srv, err := proxy.New(proxy.Config{
 		Backend:        backend,
