@@ -7,6 +7,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
 	"os"
@@ -68,15 +69,23 @@ GRANT CREATE ON SCHEMA public TO e2e_app;
 `
 
 func TestMain(m *testing.M) {
-	testpg.MainWith(m, testpg.Config{Setup: func(ctx context.Context, c *pgcluster.Cluster) error {
-		if err := c.CreateRole(ctx, appRole, appPassword); err != nil {
-			return err
-		}
-		if err := c.CreateDatabase(ctx, database); err != nil {
-			return err
-		}
-		return c.ExecIn(ctx, database, schema)
-	}})
+	settings, err := serverTLSSettings()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: server certificate:", err)
+		os.Exit(1)
+	}
+	testpg.MainWith(m, testpg.Config{
+		Cluster: pgcluster.Options{Settings: settings},
+		Cleanup: func() { os.RemoveAll(backendTLS.dir) },
+		Setup: func(ctx context.Context, c *pgcluster.Cluster) error {
+			if err := c.CreateRole(ctx, appRole, appPassword); err != nil {
+				return err
+			}
+			if err := c.CreateDatabase(ctx, database); err != nil {
+				return err
+			}
+			return c.ExecIn(ctx, database, schema)
+		}})
 }
 
 // env is one pgtenant server in front of the shared cluster.

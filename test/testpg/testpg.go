@@ -33,6 +33,8 @@ type Config struct {
 	// LeakOptions are passed to goleak.Find, which runs after the tests and
 	// after the cluster has stopped.
 	LeakOptions []goleak.Option
+	// Cleanup, if set, runs after the cluster has stopped, before exit.
+	Cleanup func()
 }
 
 // shared is the test binary's cluster, set by MainWith before m.Run and
@@ -79,6 +81,9 @@ func run(m *testing.M, cfg Config) int {
 	if err := c.Stop(); err != nil {
 		fmt.Fprintf(os.Stderr, "testpg: stopping PostgreSQL: %v\n", err)
 		code = 1
+	}
+	if cfg.Cleanup != nil {
+		cfg.Cleanup()
 	}
 	if code == 0 {
 		if err := goleak.Find(cfg.LeakOptions...); err != nil {
