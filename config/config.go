@@ -72,6 +72,9 @@ type Backend struct {
 	PasswordFile string `mapstructure:"password_file"`
 	// ConnectTimeout bounds one backend connection attempt.
 	ConnectTimeout time.Duration `mapstructure:"connect_timeout"`
+	// MaxPreparedStatements bounds the client statements pgtenant keeps
+	// prepared on one backend connection; the least recently used is closed.
+	MaxPreparedStatements int `mapstructure:"max_prepared_statements"`
 }
 
 // Auth is the auth.* section.
@@ -142,6 +145,9 @@ func (c *Config) SetDefaults() {
 	if c.Backend.ConnectTimeout == 0 {
 		c.Backend.ConnectTimeout = DefaultConnectLimit
 	}
+	if c.Backend.MaxPreparedStatements == 0 {
+		c.Backend.MaxPreparedStatements = proxy.DefaultMaxBackendStatements
+	}
 	if c.Tenancy.Setting == "" {
 		c.Tenancy.Setting = DefaultSetting
 	}
@@ -198,6 +204,9 @@ func (c Config) Validate() error {
 	}
 	if c.Backend.ConnectTimeout < 0 {
 		return fmt.Errorf("backend.connect_timeout must not be negative")
+	}
+	if c.Backend.MaxPreparedStatements < 1 {
+		return fmt.Errorf("backend.max_prepared_statements must be at least 1")
 	}
 	for from, to := range c.Databases {
 		if from == "" || to == "" {

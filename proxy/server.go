@@ -25,10 +25,11 @@ import (
 
 // Defaults for Config fields left zero.
 const (
-	DefaultLoginTimeout   = 10 * time.Second
-	DefaultMaxMessageSize = 256 << 20
-	DefaultMaxClientConns = 5000
-	DefaultCancelTimeout  = 5 * time.Second
+	DefaultLoginTimeout         = 10 * time.Second
+	DefaultMaxMessageSize       = 256 << 20
+	DefaultMaxClientConns       = 5000
+	DefaultCancelTimeout        = 5 * time.Second
+	DefaultMaxBackendStatements = 500
 )
 
 // Authenticator verifies the password a client sent (a JWT) and says who it is.
@@ -65,6 +66,9 @@ type Config struct {
 	MaxClientConns int
 	// Pool configures the per-tenant backend pools.
 	Pool poolmgr.Config
+	// MaxBackendStatements bounds the client statements prepared on one
+	// backend connection; the one bound longest ago is closed to make room.
+	MaxBackendStatements int
 	// ExpireSessions ends a session, with 28P01, when a transaction would
 	// start after its token's expiry plus TokenLeeway.
 	ExpireSessions bool
@@ -119,6 +123,9 @@ func New(cfg Config, authn Authenticator, opts ...Option) (*Server, error) {
 	}
 	if cfg.MaxClientConns <= 0 {
 		cfg.MaxClientConns = DefaultMaxClientConns
+	}
+	if cfg.MaxBackendStatements <= 0 {
+		cfg.MaxBackendStatements = DefaultMaxBackendStatements
 	}
 	s := &Server{cfg: cfg, auth: authn, log: zerolog.Nop()}
 	for _, o := range opts {

@@ -60,15 +60,41 @@ type stmtOp struct {
 // backendStmts is what one backend connection has prepared for clients.
 // Guarded by the mutex of the session that holds the backend.
 type backendStmts struct {
-	has     map[string]bool // server statement names
-	unnamed *clientStmt     // the client statement the unnamed statement holds
+	has     map[string]*clientStmt // by server statement name
+	unnamed *clientStmt            // the client statement the unnamed statement holds
+	used    map[string]uint64      // when each named one was last bound, for LRU
+	clock   uint64
+}
+
+// touch records a use of cs on the backend.
+func (bs *backendStmts) touch(cs *clientStmt) {
+	if cs.server == "" {
+		return
+	}
+	if bs.used == nil {
+		bs.used = map[string]uint64{}
+	}
+	bs.clock++
+	bs.used[cs.server] = bs.clock
+}
+
+// victim returns the named statement used longest ago.
+func (bs *backendStmts) victim() *clientStmt {
+	var oldest *clientStmt
+	var at uint64
+	for name, cs := range bs.has {
+		if u := bs.used[name]; oldest == nil || u < at {
+			oldest, at = cs, u
+		}
+	}
+	return oldest
 }
 
 func (bs *backendStmts) prepared(cs *clientStmt) bool {
 	if cs.server == "" {
 		return bs.unnamed == cs
 	}
-	return bs.has[cs.server]
+	return bs.has[cs.server] != nil
 }
 
 func (bs *backendStmts) set(cs *clientStmt, ok bool) {
@@ -82,11 +108,13 @@ func (bs *backendStmts) set(cs *clientStmt, ok bool) {
 	}
 	if ok {
 		if bs.has == nil {
-			bs.has = map[string]bool{}
+			bs.has = map[string]*clientStmt{}
 		}
-		bs.has[cs.server] = true
+		bs.has[cs.server] = cs
+		bs.touch(cs)
 	} else {
 		delete(bs.has, cs.server)
+		delete(bs.used, cs.server)
 	}
 }
 
@@ -206,10 +234,15 @@ func (s *session) mapStatement(b *backendConn, typ byte, frame []byte) (out, pre
 			return s.rebuild('P', nil, server, rest), pre, nil
 		}
 		cs := s.newStmtLocked(name, rest, scanSQL(parseQuery(rest)))
+		pre := s.evictLocked(b, g, cs, s.preBuf[:0])
 		g.ops = append(g.ops, stmtOp{kind: '1', stmt: cs, name: name, prev: s.lookupStmtLocked(name)})
 		s.setStmtLocked(name, cs)
 		b.stmts.set(cs, true)
-		return s.rebuild('P', nil, cs.server, rest), nil, nil
+		if len(pre) == 0 {
+			pre = nil
+		}
+		s.preBuf = pre
+		return s.rebuild('P', nil, cs.server, rest), pre, nil
 	case 'B':
 		portal, rest, err := wire.CString(body)
 		if err != nil {
@@ -283,14 +316,34 @@ func (s *session) ensurePreparedLocked(b *backendConn, g *group, name string) (s
 }
 
 // prepareLocked returns the Parse that prepares cs on b, or nil if b has it.
+// When b is at its statement limit, the Parse comes after a Close of the
+// statement bound longest ago (its CloseComplete is swallowed too).
 func (s *session) prepareLocked(b *backendConn, g *group, cs *clientStmt) []byte {
 	if b.stmts.prepared(cs) {
+		b.stmts.touch(cs)
 		return nil
 	}
+	s.preBuf = s.evictLocked(b, g, cs, s.preBuf[:0])
 	g.ops = append(g.ops, stmtOp{kind: '1', injected: true, stmt: cs})
 	b.stmts.set(cs, true)
-	s.preBuf = appendFrame(s.preBuf[:0], 'P', nil, cs.server, cs.rest)
+	s.preBuf = appendFrame(s.preBuf, 'P', nil, cs.server, cs.rest)
 	return s.preBuf
+}
+
+// evictLocked appends to buf, when b is at its statement limit and cs is a
+// named statement about to be prepared, a Close of the statement bound
+// longest ago; its CloseComplete is swallowed.
+func (s *session) evictLocked(b *backendConn, g *group, cs *clientStmt, buf []byte) []byte {
+	if cs.server == "" || len(b.stmts.has) < s.srv.cfg.MaxBackendStatements {
+		return buf
+	}
+	old := b.stmts.victim()
+	if old == nil {
+		return buf
+	}
+	g.ops = append(g.ops, stmtOp{kind: '3', injected: true, stmt: old, had: true})
+	b.stmts.set(old, false)
+	return appendFrame(buf, 'C', []byte{'S'}, old.server, nil)
 }
 
 // refusalLocked returns the statement that raises the refusal for kind,
@@ -340,7 +393,9 @@ func (s *session) undoStmtOpsLocked(b *backendConn, g *group) {
 				s.setStmtLocked(op.name, op.prev)
 			}
 		case '3':
-			s.setStmtLocked(op.name, op.prev)
+			if !op.injected {
+				s.setStmtLocked(op.name, op.prev)
+			}
 			if op.had {
 				b.stmts.set(op.stmt, true)
 			}

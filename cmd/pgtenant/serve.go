@@ -106,18 +106,19 @@ func run(ctx context.Context, cfg config.Config, log zerolog.Logger, started cha
 		}()
 	}
 	srv, err := proxy.New(proxy.Config{
-		Backend:        backend,
-		Databases:      cfg.Databases,
-		Setting:        cfg.Tenancy.Setting,
-		SetConfig:      cfg.Tenancy.SetWith == "set_config",
-		TLS:            tlsCfg,
-		RequireTLS:     cfg.RequireTLS(),
-		LoginTimeout:   cfg.Client.LoginTimeout,
-		MaxMessageSize: cfg.Client.MaxMessageSize,
-		MaxClientConns: cfg.Client.MaxConnections,
-		Pool:           cfg.Pool,
-		ExpireSessions: !cfg.Auth.AllowExpiredSessions,
-		TokenLeeway:    cfg.Auth.JWT.Leeway,
+		Backend:              backend,
+		Databases:            cfg.Databases,
+		Setting:              cfg.Tenancy.Setting,
+		SetConfig:            cfg.Tenancy.SetWith == "set_config",
+		TLS:                  tlsCfg,
+		RequireTLS:           cfg.RequireTLS(),
+		LoginTimeout:         cfg.Client.LoginTimeout,
+		MaxMessageSize:       cfg.Client.MaxMessageSize,
+		MaxClientConns:       cfg.Client.MaxConnections,
+		Pool:                 cfg.Pool,
+		ExpireSessions:       !cfg.Auth.AllowExpiredSessions,
+		MaxBackendStatements: cfg.Backend.MaxPreparedStatements,
+		TokenLeeway:          cfg.Auth.JWT.Leeway,
 	}, verifier, proxy.WithLogger(log))
 	if err != nil {
 		return err

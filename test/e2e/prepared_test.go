@@ -4,6 +4,7 @@ import (
 	"context"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -170,5 +171,34 @@ func TestPgbenchRunsInEveryProtocolMode(t *testing.T) {
 				t.Fatalf("pgbench -M %s: %v\n%s", mode, err, out)
 			}
 		})
+	}
+}
+
+func TestABackendKeepsAtMostItsLimitOfStatementsAndReprepares(t *testing.T) {
+	e := startProxy(t, func(c *proxyConfig, _ *jwtConfig) {
+		c.Pool.Size = 1
+		c.MaxBackendStatements = 3
+	})
+	conn := e.connect(t, "acme").PgConn()
+	ctx := ctxT(t)
+	for i := 0; i < 5; i++ {
+		if _, err := conn.Prepare(ctx, "q"+string(rune('a'+i)), "SELECT "+string(rune('0'+i))+"::int AS n", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for round := 0; round < 3; round++ {
+		for i := 0; i < 5; i++ {
+			res := conn.ExecPrepared(ctx, "q"+string(rune('a'+i)), nil, nil, nil).Read()
+			if res.Err != nil || string(res.Rows[0][0]) != string(rune('0'+i)) {
+				t.Fatalf("statement %d, round %d: %v %q", i, round, res.Err, res.Rows)
+			}
+		}
+		res := conn.ExecParams(ctx, "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'pgt\\_%'", nil, nil, nil, nil).Read()
+		if res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		if n, _ := strconv.Atoi(string(res.Rows[0][0])); n > 3 || n < 1 {
+			t.Fatalf("the backend holds %q client statements, limit 3 (%v)", res.Rows, res.Err)
+		}
 	}
 }
