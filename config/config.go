@@ -136,52 +136,35 @@ func Default() Config {
 
 // SetDefaults fills zero values with defaults.
 func (c *Config) SetDefaults() {
-	if c.Listen == "" {
-		c.Listen = DefaultListen
-	}
-	if c.Admin.Listen == "" {
-		c.Admin.Listen = DefaultAdminListen
-	}
-	if c.Backend.ConnectTimeout == 0 {
-		c.Backend.ConnectTimeout = DefaultConnectLimit
-	}
-	if c.Backend.MaxPreparedStatements == 0 {
-		c.Backend.MaxPreparedStatements = proxy.DefaultMaxBackendStatements
-	}
-	if c.Tenancy.Setting == "" {
-		c.Tenancy.Setting = DefaultSetting
-	}
-	if c.Tenancy.SetWith == "" {
-		c.Tenancy.SetWith = DefaultSetWith
-	}
-	if c.Tenancy.OrgPattern == "" {
-		c.Tenancy.OrgPattern = auth.DefaultOrgPattern
-	}
+	orDefault(&c.Listen, DefaultListen)
+	orDefault(&c.Admin.Listen, DefaultAdminListen)
+	orDefault(&c.Backend.ConnectTimeout, DefaultConnectLimit)
+	orDefault(&c.Backend.MaxPreparedStatements, proxy.DefaultMaxBackendStatements)
+	orDefault(&c.Tenancy.Setting, DefaultSetting)
+	orDefault(&c.Tenancy.SetWith, DefaultSetWith)
+	orDefault(&c.Tenancy.OrgPattern, auth.DefaultOrgPattern)
 	switch c.TLS.Require {
-	case "":
-		c.TLS.Require = DefaultTLSRequire
 	case "1": // a YAML boolean, as viper decodes it into a string
 		c.TLS.Require = "true"
 	case "0":
 		c.TLS.Require = "false"
 	}
-	if c.Client.MaxConnections == 0 {
-		c.Client.MaxConnections = proxy.DefaultMaxClientConns
-	}
-	if c.Client.LoginTimeout == 0 {
-		c.Client.LoginTimeout = proxy.DefaultLoginTimeout
-	}
-	if c.Client.MaxMessageSize == 0 {
-		c.Client.MaxMessageSize = proxy.DefaultMaxMessageSize
-	}
-	if c.Log.Level == "" {
-		c.Log.Level = DefaultLogLevel
-	}
-	if c.Log.Format == "" {
-		c.Log.Format = DefaultLogFormat
-	}
+	orDefault(&c.TLS.Require, DefaultTLSRequire)
+	orDefault(&c.Client.MaxConnections, proxy.DefaultMaxClientConns)
+	orDefault(&c.Client.LoginTimeout, proxy.DefaultLoginTimeout)
+	orDefault(&c.Client.MaxMessageSize, proxy.DefaultMaxMessageSize)
+	orDefault(&c.Log.Level, DefaultLogLevel)
+	orDefault(&c.Log.Format, DefaultLogFormat)
 	c.Auth.JWT.SetDefaults()
 	c.Pool.SetDefaults()
+}
+
+// orDefault sets *p to def when it is the zero value.
+func orDefault[T comparable](p *T, def T) {
+	var zero T
+	if *p == zero {
+		*p = def
+	}
 }
 
 // Validate rejects bad values and combinations, naming the key. It is fast
