@@ -470,6 +470,9 @@ func (s *session) clientNamesInError(b *backendConn, h wire.Header) (bool, error
 	// Statements the client closed or replaced in messages still in flight.
 	for _, g := range s.mu.groups {
 		for _, op := range g.ops {
+			if op.injected {
+				continue // the proxy's own: it carries no client name
+			}
 			for _, cs := range []*clientStmt{op.stmt, op.prev} {
 				if cs != nil && cs.server != "" {
 					er.Message = strings.ReplaceAll(er.Message, `"`+cs.server+`"`, `"`+op.name+`"`)

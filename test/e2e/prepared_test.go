@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgtenant/pgtenant/internal/pgcluster"
 )
@@ -200,5 +201,23 @@ func TestABackendKeepsAtMostItsLimitOfStatementsAndReprepares(t *testing.T) {
 		if n, _ := strconv.Atoi(string(res.Rows[0][0])); n > 3 || n < 1 {
 			t.Fatalf("the backend holds %q client statements, limit 3 (%v)", res.Rows, res.Err)
 		}
+	}
+}
+
+func TestErrorsNameTheClientsStatementEvenWhenThePipelineClosesIt(t *testing.T) {
+	// One backend holding one client statement: b's Parse evicts a's s2,
+	// so a's Bind of s2 comes after a Parse pgtenant injects.
+	e := startProxy(t, func(c *proxyConfig, _ *jwtConfig) {
+		c.Pool.Size = 1
+		c.MaxBackendStatements = 1
+	})
+	a, b := hijack(t, e.dsn(token(t, "acme"))), hijack(t, e.dsn(token(t, "acme")))
+	a.exchange(1, &pgproto3.Parse{Name: "s2", Query: "SELECT $1::int + 1"}, &pgproto3.Sync{})
+	b.exchange(1, &pgproto3.Parse{Name: "x", Query: "SELECT 1"}, &pgproto3.Sync{})
+	got := strings.Join(a.exchange(1,
+		&pgproto3.Bind{PreparedStatement: "s2"}, &pgproto3.Execute{},
+		&pgproto3.Close{ObjectType: 'S', Name: "s2"}, &pgproto3.Sync{}), "\n")
+	if !strings.Contains(got, `bind message supplies 0 parameters, but prepared statement \"s2\" requires 1`) {
+		t.Fatalf("the error does not name the client's statement:\n%s", got)
 	}
 }
