@@ -159,6 +159,11 @@ func setupDemoDatabase(ctx context.Context, superDSN, password string) (string, 
 	if _, err := conn.Exec(ctx, fmt.Sprintf("%s ROLE %s LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD '%s'", verb, demoRole, password)); err != nil {
 		return "", err
 	}
+	// As docs/rls.md recommends with SET LOCAL: keep its per-transaction
+	// WARNING out of the server log.
+	if _, err := conn.Exec(ctx, "ALTER ROLE "+demoRole+" SET log_min_messages = error"); err != nil {
+		return "", err
+	}
 
 	cc := conn.Config().Copy()
 	cc.Database = demoDatabase
