@@ -14,6 +14,7 @@ import (
 	"net"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -105,6 +106,8 @@ type Server struct {
 		closed    bool
 	}
 	wg sync.WaitGroup // one per session goroutine
+
+	cancels struct{ forwarded, idle, rejected atomic.Int64 }
 }
 
 // New builds a Server. It does not listen; call Serve.
@@ -248,10 +251,31 @@ func (s *Server) cancel(pid uint32, secret []byte) {
 	sess := s.mu.cancel[pid]
 	s.mu.Unlock()
 	if sess == nil || subtle.ConstantTimeCompare(secret, sess.cancelSecret[:]) != 1 {
-		s.log.Debug().Msg("cancel request with an unknown key ignored")
+		s.cancels.rejected.Add(1)
+		s.log.Warn().Uint32("pid", pid).Str("reason", "unknown_cancel_key").Msg("cancel request with an unknown key ignored")
 		return
 	}
-	sess.cancelBackend()
+	if sess.cancelBackend() {
+		s.cancels.forwarded.Add(1)
+	} else {
+		s.cancels.idle.Add(1)
+	}
+}
+
+// CancelStats counts client cancel requests since the server started.
+type CancelStats struct {
+	// Forwarded reached the backend running the client's query.
+	Forwarded int64
+	// Idle named a session that was running nothing: ignored, as PostgreSQL does.
+	Idle int64
+	// Rejected carried a key pgtenant never issued or a wrong secret: guessing
+	// at other sessions' keys shows here.
+	Rejected int64
+}
+
+// CancelStats returns a snapshot of the cancel counters.
+func (s *Server) CancelStats() CancelStats {
+	return CancelStats{Forwarded: s.cancels.forwarded.Load(), Idle: s.cancels.idle.Load(), Rejected: s.cancels.rejected.Load()}
 }
 
 // Shutdown stops accepting, ends idle sessions with 57P01 at once and busy

@@ -651,18 +651,19 @@ func (s *session) writeReady(status byte) error {
 }
 
 // cancelBackend forwards a client's cancel request to the backend serving
-// it, if it is running something.
-func (s *session) cancelBackend() {
+// it, if it is running something, and reports whether it did.
+func (s *session) cancelBackend() (sent bool) {
 	s.mu.Lock()
 	att := s.mu.att
 	if att == nil || len(s.mu.groups) == 0 {
 		s.mu.Unlock()
-		return // nothing running: nothing to cancel, as in PostgreSQL
+		return false // nothing running: nothing to cancel, as in PostgreSQL
 	}
 	att.cancels.Add(1)
 	s.mu.Unlock()
 	defer att.cancels.Done()
 	att.b.cancel(DefaultCancelTimeout)
+	return true
 }
 
 // shutdown asks the session to end: at once if it is between transactions,

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"regexp"
 	"strings"
@@ -150,6 +151,19 @@ func TestDemoServesEachTenantOnlyItsRowsAndCleansUp(t *testing.T) {
 			}
 		}
 		conn.Close(ctx)
+	}
+
+	// The admin listener serves the metrics.
+	if m := regexp.MustCompile(`metrics on (http://\S+/metrics)`).FindStringSubmatch(out.String()); m == nil {
+		t.Fatalf("no metrics URL printed:\n%s", out.String())
+	} else if resp, err := http.Get(m[1]); err != nil {
+		t.Fatal(err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(body), `pgtenant_cancel_requests_total{result="rejected"} 0`) {
+			t.Fatalf("metrics lack pgtenant_cancel_requests_total:\n%s", body)
+		}
 	}
 
 	cancel() // Ctrl-C

@@ -143,6 +143,20 @@ func run(ctx context.Context, cfg config.Config, log zerolog.Logger, started cha
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 			collectors.NewBuildInfoCollector())
+		for _, c := range []struct {
+			result string
+			value  func(proxy.CancelStats) int64
+		}{
+			{"forwarded", func(c proxy.CancelStats) int64 { return c.Forwarded }},
+			{"idle", func(c proxy.CancelStats) int64 { return c.Idle }},
+			{"rejected", func(c proxy.CancelStats) int64 { return c.Rejected }},
+		} {
+			reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name:        "pgtenant_cancel_requests_total",
+				Help:        "Client cancel requests: forwarded to the backend running the query, idle (nothing running), rejected (unknown key or wrong secret).",
+				ConstLabels: prometheus.Labels{"result": c.result},
+			}, func() float64 { return float64(c.value(srv.CancelStats())) }))
+		}
 		httpSrv = &http.Server{
 			Handler:           admin.Handler(reg, readiness(backend)),
 			ReadHeaderTimeout: 10 * time.Second,

@@ -2,11 +2,13 @@ package e2e
 
 import (
 	"context"
+	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 func TestPoolWaitTimeoutGives53300AndTheSessionStaysUsable(t *testing.T) {
@@ -225,4 +227,19 @@ func TestCancelReachesTheBackendServingTheClient(t *testing.T) {
 		t.Fatalf("the cancel reached another client's query: %v", err)
 	}
 	scanVisible(t, conn.QueryRow(ctxT(t), visibleSQL)).check(t, "acme")
+
+	// A guessed key reaches nothing and is counted.
+	c, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := (&pgproto3.CancelRequest{ProcessID: conn.PgConn().PID(), SecretKey: []byte{1, 2, 3, 4}}).Encode(nil)
+	if _, err := c.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = c.Read(make([]byte, 1)) // pgtenant closes the connection
+	c.Close()
+	if st := e.srv.CancelStats(); st.Forwarded != 1 || st.Rejected != 1 {
+		t.Fatalf("cancel counters %+v, want 1 forwarded and 1 rejected", st)
+	}
 }
