@@ -208,6 +208,19 @@ func newTestVerifier(t testing.TB, cfg JWTConfig) *Verifier {
 
 // checkRefused asserts err is a FATAL *pgerr.Error with code and reason, and
 // that nothing of the token shows in any text the error carries.
+// checkOutcome checks that a token was accepted (reason "") or refused as a
+// bad token (28P01) for reason.
+func checkOutcome(t testing.TB, err error, token, reason string) {
+	t.Helper()
+	if reason == "" {
+		if err != nil {
+			t.Fatalf("refused: %v", err)
+		}
+		return
+	}
+	checkRefused(t, err, token, pgerr.InvalidPassword, reason)
+}
+
 func checkRefused(t testing.TB, err error, token, code, reason string) {
 	t.Helper()
 	if err == nil {

@@ -67,13 +67,7 @@ func TestJWKSFileWithRSAECEd25519AndOctKeys(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			_, err := v.Verify(tc.token)
-			if tc.reason == "" {
-				if err != nil {
-					t.Fatalf("refused: %v", err)
-				}
-				return
-			}
-			checkRefused(t, err, tc.token, pgerr.InvalidPassword, tc.reason)
+			checkOutcome(t, err, tc.token, tc.reason)
 		})
 	}
 }
@@ -107,13 +101,7 @@ func TestPEMFileWithSeveralBlocks(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			_, err := v.Verify(tc.token)
-			if tc.reason == "" {
-				if err != nil {
-					t.Fatalf("refused: %v", err)
-				}
-				return
-			}
-			checkRefused(t, err, tc.token, pgerr.InvalidPassword, tc.reason)
+			checkOutcome(t, err, tc.token, tc.reason)
 		})
 	}
 }

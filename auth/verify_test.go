@@ -233,13 +233,7 @@ func TestVerifyAppliesLeewayAtTheEdges(t *testing.T) {
 			t.Parallel()
 			token := sign(t, jwt.SigningMethodHS256, ks.secret, nil, claims(tc.claims))
 			_, err := tc.v.Verify(token)
-			if tc.reason == "" {
-				if err != nil {
-					t.Fatalf("refused: %v", err)
-				}
-				return
-			}
-			checkRefused(t, err, token, pgerr.InvalidPassword, tc.reason)
+			checkOutcome(t, err, token, tc.reason)
 		})
 	}
 }
@@ -285,13 +279,7 @@ func TestVerifyChecksIssuerAndAudienceWhenConfigured(t *testing.T) {
 			t.Parallel()
 			token := sign(t, jwt.SigningMethodHS256, ks.secret, nil, claims(tc.claims))
 			_, err := tc.v.Verify(token)
-			if tc.reason == "" {
-				if err != nil {
-					t.Fatalf("refused: %v", err)
-				}
-				return
-			}
-			checkRefused(t, err, token, pgerr.InvalidPassword, tc.reason)
+			checkOutcome(t, err, token, tc.reason)
 		})
 	}
 }
