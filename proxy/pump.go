@@ -64,9 +64,9 @@ func (s *session) pump(att *attachment) {
 	if released {
 		// The client's reply goes out before any housekeeping round trip;
 		// the backend goes back to the pool as soon as it is clean.
-		readBack := s.paramsToReadBack()
+		readBack, prepared := s.paramsToReadBack(), s.preparedToReadBack()
 		var flushErr error
-		if b.sessionContext || readBack {
+		if b.sessionContext || readBack || prepared {
 			flushErr = s.w.Flush()
 		}
 		if b.sessionContext {
@@ -74,6 +74,10 @@ func (s *session) pump(att *attachment) {
 		}
 		if err == nil && readBack && !s.readBackParams(b) {
 			b.dropped = true // its settings are unknown: not reused
+		}
+		if prepared && (err != nil || !s.readBackPrepared(b)) {
+			s.dropPendingSQLPrepares()
+			b.dropped = true
 		}
 		// A cancel signal still on its way would hit the next client's
 		// query; once delivered, it finds the backend idle, and PostgreSQL
@@ -95,6 +99,7 @@ func (s *session) pump(att *attachment) {
 	}
 
 	att.lease.Destroy()
+	s.dropPendingSQLPrepares()
 	var cw errClientWrite
 	switch {
 	case closing:

@@ -108,6 +108,7 @@ type session struct {
 	outBuf        []byte                 // a rewritten message
 	preBuf        []byte                 // an injected Parse
 	sqlBuf        []byte                 // a copy of the client's SQL, kept while its frame is rewritten
+	namesBuf      []byte                 // a Query or Parse with SQL statement names rewritten
 	refusals      map[string]*clientStmt // statements raising 0A000, by kind (guarded by mu)
 	startup       map[string]string      // session settings from the startup packet; read-only after login
 	paramBuf      []byte                 // the pending session-parameter unit
@@ -128,6 +129,7 @@ type session struct {
 		refresh       map[string]bool   // settings to read back when the transaction ends
 		resetAll      bool              // the client ran RESET ALL or DISCARD ALL
 		paramsLost    bool              // the client ran set_config: the backend cannot be reused
+		sqlPrepares   []sqlPrepare      // SQL PREPAREs whose types are read back when the transaction ends
 		reported      map[string]string // ParameterStatus values the client has been sent
 	}
 }
@@ -365,10 +367,20 @@ func (s *session) forward(typ byte, frame []byte, flags stmtFlags) error {
 			}
 			s.forgetStatements(clientSQL)
 		}
+	}
+	var sqlPre []byte // what the rewrite of SQL-level statement names needs on the backend first
+	keep := true
+	if flags&flagSQLNames != 0 && !s.sessionMode && (typ == 'Q' || typ == 'P') {
+		frame, sqlPre, keep = s.mapSQLNames(b, typ, frame)
+	}
+	switch typ {
 	case 'P', 'B', 'D', 'C':
 		if frame, pre, err = s.mapStatement(b, typ, frame); err != nil {
 			return pgerr.NewFatal(pgerr.ProtocolViolation, "protocol_violation", "malformed message").Wrap(err)
 		}
+	}
+	if sqlPre != nil {
+		pre = append(sqlPre, pre...)
 	}
 	if flags&flagSessionSet != 0 && !s.sessionMode { // a session-mode backend keeps its settings
 		s.noteSessionSets(sqlText(typ, frame))
@@ -387,7 +399,7 @@ func (s *session) forward(typ byte, frame []byte, flags stmtFlags) error {
 		_, _ = b.w.Write(b.injectSession)
 		b.sessionContext = true
 	}
-	if flags&flagDropsStatements != 0 && (!s.sessionMode || dropsProxyStatements(clientSQL)) {
+	if !keep || flags&flagDropsStatements != 0 && (!s.sessionMode || dropsProxyStatements(clientSQL)) {
 		b.dropped = true
 	}
 	if pre != nil {

@@ -29,6 +29,9 @@ const (
 	// flagSessionState: the text may leave state on the backend that
 	// outlives the transaction (see sessionStateKind, which decides).
 	flagSessionState
+	// flagSQLNames: the text may PREPARE or EXECUTE an SQL-level prepared
+	// statement, whose name the proxy maps (see sqlnames.go).
+	flagSQLNames
 )
 
 // scanSQL classifies one Query or Parse text. It allocates nothing.
@@ -62,10 +65,8 @@ func scanSQL(sql []byte) stmtFlags {
 		if stmtStart && (wordIs(w, "SET") || wordIs(w, "RESET")) || wordIs(w, "SET_CONFIG") {
 			flags |= flagSessionSet
 		}
-		if stmtStart && wordIs(w, "PREPARE") {
-			// An SQL-level prepared statement would stay on the backend
-			// for the next client: the backend is closed instead.
-			flags |= flagDropsStatements
+		if stmtStart && wordIs(w, "PREPARE") || wordIs(w, "EXECUTE") {
+			flags |= flagSQLNames
 		}
 		stmtStart = false
 		switch words {

@@ -30,7 +30,8 @@ func TestScanSQLFindsWhatTheProxyMustKnow(t *testing.T) {
 		{"UPDATE t SET a = 1", 0},
 		{"SELECT set_config('x.y', 'z', false)", flagSessionSet},
 		{"DEALLOCATE ALL", flagDropsStatements},
-		{"PREPARE q AS SELECT 1", flagTxControl | flagDropsStatements},
+		{"PREPARE q AS SELECT 1", flagTxControl | flagSQLNames},
+		{"EXPLAIN EXECUTE q", flagSQLNames},
 		{"/* comment */ SELECT 'begin'", flagTxControl}, // over-approximation: harmless
 	}
 	for _, c := range cases {

@@ -319,6 +319,11 @@ func (s *session) ensurePreparedLocked(b *backendConn, g *group, name string) (s
 // When b is at its statement limit, the Parse comes after a Close of the
 // statement bound longest ago (its CloseComplete is swallowed too).
 func (s *session) prepareLocked(b *backendConn, g *group, cs *clientStmt) []byte {
+	if cs.rest == nil {
+		// An SQL PREPARE whose types are not read back yet: this backend
+		// had it, unless evicted, and PostgreSQL says which.
+		return nil
+	}
 	if b.stmts.prepared(cs) {
 		b.stmts.touch(cs)
 		return nil

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -144,8 +145,88 @@ func TestSQLPreparedStatementsDoNotReachAnotherClient(t *testing.T) {
 	if err != nil || string(res[2].Rows[0][0]) != "secret of a" {
 		t.Fatalf("PREPARE and EXECUTE in one transaction: %v", err)
 	}
-	if _, err := b.Exec(ctx, "EXECUTE q").ReadAll(); pgCode(err) != "26000" {
-		t.Fatalf("another client executed a's statement: %v", err)
+	for _, sql := range []string{
+		"EXECUTE q",
+		"EXPLAIN EXECUTE q",
+		"EXECUTE pgt_1_1",
+		`EXECUTE "pgt_1_1"`,
+		`EXECUTE U&"\0070gt_1_1"`,
+		"EXECUTE pgtenant_ctx_local",
+	} {
+		if _, err := b.Exec(ctx, sql).ReadAll(); pgCode(err) != "26000" {
+			t.Errorf("%s from another client: %v, want 26000", sql, err)
+		}
+	}
+	// a's statement is still a's, in later transactions.
+	if res, err := a.Exec(ctx, "EXECUTE q").ReadAll(); err != nil || string(res[0].Rows[0][0]) != "secret of a" {
+		t.Fatalf("EXECUTE q in a later transaction: %v", err)
+	}
+}
+
+func TestSQLPreparedStatementsFollowTheClientAcrossBackends(t *testing.T) {
+	e := startProxy(t, func(c *proxyConfig, _ *jwtConfig) { c.Pool.Size = 2 })
+	ctx := ctxT(t)
+	a, b := e.connect(t, "acme").PgConn(), e.connect(t, "acme").PgConn()
+	if _, err := a.Exec(ctx, "PREPARE q (int, text) AS SELECT $1 + 1, $2 || '!', pg_backend_pid()").ReadAll(); err != nil {
+		t.Fatalf("PREPARE: %v", err)
+	}
+	pids := map[string]bool{}
+	for i := range 8 {
+		// b holds one of the two backends in every other round, so a's
+		// EXECUTE lands on both over the rounds.
+		if i%2 == 1 {
+			if _, err := b.Exec(ctx, "BEGIN; SELECT 1").ReadAll(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		res, err := a.Exec(ctx, fmt.Sprintf("EXECUTE q(%d, 'x')", i)).ReadAll()
+		if err != nil {
+			t.Fatalf("EXECUTE q in round %d: %v", i, err)
+		}
+		row := res[0].Rows[0]
+		if string(row[0]) != fmt.Sprint(i+1) || string(row[1]) != "x!" {
+			t.Fatalf("EXECUTE q(%d, 'x') = %s, %s", i, row[0], row[1])
+		}
+		pids[string(row[2])] = true
+		if i%2 == 1 {
+			if _, err := b.Exec(ctx, "COMMIT").ReadAll(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if len(pids) < 2 {
+		t.Fatalf("a's EXECUTEs all ran on one backend (%v): the test proves nothing", pids)
+	}
+	// The client's own name in errors, EXPLAIN, a second PREPARE of the
+	// name, DEALLOCATE.
+	if _, err := a.Exec(ctx, "EXPLAIN EXECUTE q(1, 'y')").ReadAll(); err != nil {
+		t.Fatalf("EXPLAIN EXECUTE: %v", err)
+	}
+	var pe *pgconn.PgError
+	if _, err := a.Exec(ctx, "PREPARE q AS SELECT 1").ReadAll(); !asPgError(err, &pe) || pe.Code != "42P05" || pe.Message != `prepared statement "q" already exists` {
+		t.Fatalf("PREPARE of a taken name: %v", err)
+	}
+	if _, err := a.Exec(ctx, "DEALLOCATE q").ReadAll(); err != nil {
+		t.Fatalf("DEALLOCATE q: %v", err)
+	}
+	if _, err := a.Exec(ctx, "EXECUTE q(1, 'z')").ReadAll(); !asPgError(err, &pe) || pe.Code != "26000" || pe.Message != `prepared statement "q" does not exist` {
+		t.Fatalf("EXECUTE after DEALLOCATE: %v", err)
+	}
+	// A PREPARE that fails leaves nothing behind, and the name is free.
+	if _, err := a.Exec(ctx, "PREPARE bad AS SELECT * FROM no_such_table").ReadAll(); pgCode(err) != "42P01" {
+		t.Fatalf("PREPARE of a bad statement: %v", err)
+	}
+	if _, err := a.Exec(ctx, "PREPARE bad AS SELECT 'fixed'").ReadAll(); err != nil {
+		t.Fatalf("PREPARE after a failed one: %v", err)
+	}
+	// Through the extended protocol too, as drivers send a PREPARE text.
+	conn := e.connect(t, "acme")
+	if _, err := conn.Exec(ctx, "PREPARE r AS SELECT count(*) FROM items"); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := conn.QueryRow(ctx, "EXECUTE r").Scan(&n); err != nil || n != len(tenantRows["acme"]) {
+		t.Fatalf("EXECUTE r through the extended protocol: %d, %v (want acme's %d rows)", n, err, len(tenantRows["acme"]))
 	}
 }
 
