@@ -6,6 +6,8 @@ BIN         := bin/pgtenant
 # -race here if that ever makes the 90-minute CI budget tight.
 GOTESTFLAGS ?= -race -count=1 -timeout 20m
 FUZZTIME    ?= 20s
+# make test runs every fuzz target briefly; make fuzz runs them for FUZZTIME.
+TESTFUZZTIME ?= 2s
 
 .PHONY: build test ensure-postgres ensure-clients fuzz bench demo clean
 
@@ -26,6 +28,7 @@ ensure-clients:
 test: ensure-postgres ensure-clients
 	$(GO) vet ./...
 	$(GO) test $(GOTESTFLAGS) ./...
+	GO=$(GO) FUZZTIME=$(TESTFUZZTIME) bash scripts/fuzz.sh
 
 # Every fuzz target in the module, FUZZTIME each (make fuzz FUZZTIME=5m).
 fuzz:

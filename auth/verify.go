@@ -22,6 +22,8 @@ type Identity struct {
 	Subject string
 	// ExpiresAt is the exp claim, or zero if the token has none.
 	ExpiresAt time.Time
+	// TokenID is the jti claim when it is a string, for the audit log.
+	TokenID string
 }
 
 // Verifier checks client tokens against the keys and rules of a JWTConfig.
@@ -257,7 +259,8 @@ func (v *Verifier) checkClaims(claims jwt.MapClaims) (Identity, *pgerr.Error) {
 	if err != nil {
 		return Identity{}, err
 	}
-	return Identity{Org: org, Subject: sub, ExpiresAt: exp}, nil
+	jti, _ := claims["jti"].(string)
+	return Identity{Org: org, Subject: sub, ExpiresAt: exp, TokenID: jti}, nil
 }
 
 func (v *Verifier) checkIssuer(claims jwt.MapClaims) *pgerr.Error {

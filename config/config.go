@@ -14,7 +14,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgtenant/pgtenant/audit"
 	"github.com/pgtenant/pgtenant/auth"
+	"github.com/pgtenant/pgtenant/policies"
 	"github.com/pgtenant/pgtenant/poolmgr"
 	"github.com/pgtenant/pgtenant/proxy"
 )
@@ -54,6 +56,10 @@ type Config struct {
 	Pool poolmgr.Config `mapstructure:"pool"`
 	// Log configures logging.
 	Log Log `mapstructure:"log"`
+	// Guard configures the statement guard.
+	Guard Guard `mapstructure:"guard"`
+	// Audit configures the audit log of cross-tenant attempts.
+	Audit audit.Config `mapstructure:"audit"`
 }
 
 // Admin is the admin.* section.
@@ -97,6 +103,92 @@ type Tenancy struct {
 	// same effect, without the WARNING PostgreSQL writes to its log for
 	// SET LOCAL in every implicit transaction).
 	SetWith string `mapstructure:"set_with"`
+	// ContextKeys sign the per-transaction context token that
+	// tenancy.current_org() verifies; the first signs, all are installed
+	// by pgtenant policies install (two during a rotation).
+	ContextKeys []ContextKey `mapstructure:"context_keys"`
+	// ContextSecret is a single context key (id "default") from the
+	// environment, used when ContextKeys is empty.
+	ContextSecret string `mapstructure:"context_secret"`
+	// ContextTTL is how long a context token is valid; pgtenant signs a new
+	// one for a backend connection after half of it.
+	ContextTTL time.Duration `mapstructure:"context_ttl"`
+	// Hardening is what pgtenant serve does when the database checks of the
+	// application role find a problem: warn, strict (refuse to start) or off.
+	Hardening string `mapstructure:"hardening"`
+}
+
+// ContextKey is one entry of tenancy.context_keys.
+type ContextKey struct {
+	// ID names the key in tokens and in tenancy.context_keys.
+	ID string `mapstructure:"id"`
+	// SecretFile holds the secret (at least 32 bytes); one trailing newline
+	// is removed.
+	SecretFile string `mapstructure:"secret_file"`
+}
+
+// Guard is the guard.* section.
+type Guard struct {
+	// Enabled runs the statement guard on every tenant statement.
+	Enabled *bool `mapstructure:"enabled"`
+	// Allow switches rules off for every tenant (rule names as in
+	// docs/configuration.md).
+	Allow []string `mapstructure:"allow"`
+	// BlockAdvisoryLocks adds the advisory_lock rule.
+	BlockAdvisoryLocks bool `mapstructure:"block_advisory_locks"`
+	// ReservedSettings are settings (or prefixes ending in "." or "*")
+	// tenants may not change, on top of app.*, pgtenant.*, row_security,
+	// role and session_authorization.
+	ReservedSettings []string `mapstructure:"reserved_settings"`
+	// CacheSize bounds the decisions cached by statement text.
+	CacheSize int `mapstructure:"cache_size"`
+	// Databases and Tenants add allowed rules for one database or tenant.
+	Databases map[string]GuardAllow `mapstructure:"databases"`
+	Tenants   map[string]GuardAllow `mapstructure:"tenants"`
+}
+
+// GuardAllow is a per-database or per-tenant guard exception.
+type GuardAllow struct {
+	// Allow switches these rules off, on top of guard.allow.
+	Allow []string `mapstructure:"allow"`
+}
+
+// GuardEnabled resolves guard.enabled (default true).
+func (c Config) GuardEnabled() bool { return c.Guard.Enabled == nil || *c.Guard.Enabled }
+
+// Context key sources and the hardening modes.
+const (
+	DefaultContextKeyID = "default"
+	HardeningWarn       = "warn"
+	HardeningStrict     = "strict"
+	HardeningOff        = "off"
+)
+
+// SigningKeys reads the configured context keys, the signing key first;
+// none when the signed context is not configured.
+func (t Tenancy) SigningKeys() ([]policies.ContextKey, error) {
+	if len(t.ContextKeys) == 0 {
+		if t.ContextSecret == "" {
+			return nil, nil
+		}
+		k := policies.ContextKey{ID: DefaultContextKeyID, Secret: []byte(t.ContextSecret)}
+		if err := k.Validate(); err != nil {
+			return nil, fmt.Errorf("tenancy.context_secret: %w", err)
+		}
+		return []policies.ContextKey{k}, nil
+	}
+	keys := make([]policies.ContextKey, len(t.ContextKeys))
+	for i, ck := range t.ContextKeys {
+		secret, err := policies.ReadSecretFile(ck.SecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("tenancy.context_keys[%d] (%s): secret_file: %w", i, ck.ID, err)
+		}
+		keys[i] = policies.ContextKey{ID: ck.ID, Secret: secret}
+		if err := keys[i].Validate(); err != nil {
+			return nil, fmt.Errorf("tenancy.context_keys[%d]: %w", i, err)
+		}
+	}
+	return keys, nil
 }
 
 // TLS is the tls.* section.
@@ -143,6 +235,10 @@ func (c *Config) SetDefaults() {
 	orDefault(&c.Tenancy.Setting, DefaultSetting)
 	orDefault(&c.Tenancy.SetWith, DefaultSetWith)
 	orDefault(&c.Tenancy.OrgPattern, auth.DefaultOrgPattern)
+	orDefault(&c.Tenancy.ContextTTL, policies.DefaultContextTTL)
+	orDefault(&c.Tenancy.Hardening, HardeningWarn)
+	orDefault(&c.Guard.CacheSize, policies.DefaultGuardCacheSize)
+	c.Audit.SetDefaults()
 	switch c.TLS.Require {
 	case "1": // a YAML boolean, as viper decodes it into a string
 		c.TLS.Require = "true"
@@ -207,6 +303,38 @@ func (c Config) Validate() error {
 	}
 	if c.Tenancy.SetWith != "set_local" && c.Tenancy.SetWith != "set_config" {
 		return fmt.Errorf("tenancy.set_with: %q must be set_local or set_config", c.Tenancy.SetWith)
+	}
+	for i, k := range c.Tenancy.ContextKeys {
+		if k.ID == "" || k.SecretFile == "" {
+			return fmt.Errorf("tenancy.context_keys[%d]: id and secret_file are both required", i)
+		}
+	}
+	if len(c.Tenancy.ContextKeys) > 0 && c.Tenancy.ContextSecret != "" {
+		return fmt.Errorf("tenancy.context_secret: set either context_secret or context_keys, not both")
+	}
+	if c.Tenancy.ContextTTL < 10*time.Second {
+		return fmt.Errorf("tenancy.context_ttl must be at least 10s")
+	}
+	switch c.Tenancy.Hardening {
+	case HardeningWarn, HardeningStrict, HardeningOff:
+	default:
+		return fmt.Errorf("tenancy.hardening: %q must be warn, strict or off", c.Tenancy.Hardening)
+	}
+	if err := c.validateGuard("guard", "", ""); err != nil {
+		return err
+	}
+	for db := range c.Guard.Databases {
+		if err := c.validateGuard("guard.databases."+db, db, ""); err != nil {
+			return err
+		}
+	}
+	for org := range c.Guard.Tenants {
+		if err := c.validateGuard("guard.tenants."+org, "", org); err != nil {
+			return err
+		}
+	}
+	if err := c.Audit.Validate(); err != nil {
+		return err
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		return fmt.Errorf("tls.cert_file and tls.key_file must be set together")
@@ -317,4 +445,28 @@ func redactDSNError(err error) string {
 		}
 	}
 	return msg
+}
+
+// GuardConfig is the statement guard's configuration for tenants of
+// database and tenant ("" for neither): guard.allow plus that database's and
+// that tenant's exceptions.
+func (c Config) GuardConfig(database, tenant string) policies.GuardConfig {
+	allow := append([]string(nil), c.Guard.Allow...)
+	allow = append(allow, c.Guard.Databases[database].Allow...)
+	allow = append(allow, c.Guard.Tenants[tenant].Allow...)
+	return policies.GuardConfig{
+		Allow:              allow,
+		BlockAdvisoryLocks: c.Guard.BlockAdvisoryLocks,
+		ReservedSettings:   c.Guard.ReservedSettings,
+		CacheSize:          c.Guard.CacheSize,
+	}
+}
+
+// validateGuard builds the guard of one allow list, so that a bad rule
+// name fails at start-up with the key that holds it.
+func (c Config) validateGuard(key, database, tenant string) error {
+	if _, err := policies.NewGuard(c.GuardConfig(database, tenant)); err != nil {
+		return fmt.Errorf("%s: %w", key, err)
+	}
+	return nil
 }

@@ -80,7 +80,8 @@ func checkUnknownKeys(v *viper.Viper) error {
 		known[k] = true
 	}
 	for _, k := range v.AllKeys() {
-		if known[k] || strings.HasPrefix(k, "databases.") || strings.HasPrefix(k, "pool.tenants.") || strings.HasPrefix(k, "pool.database_modes.") {
+		if known[k] || strings.HasPrefix(k, "databases.") || strings.HasPrefix(k, "pool.tenants.") || strings.HasPrefix(k, "pool.database_modes.") ||
+			strings.HasPrefix(k, "guard.databases.") || strings.HasPrefix(k, "guard.tenants.") {
 			continue
 		}
 		return fmt.Errorf("config: unknown key %q", k)

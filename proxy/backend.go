@@ -21,8 +21,8 @@ import (
 // backend serves exactly one tenant, so the org is part of the statement text
 // and each transaction only needs a Bind and an Execute.
 const (
-	ctxLocalStmt   = "pgtenant_ctx_local"
-	ctxSessionStmt = "pgtenant_ctx_session"
+	ctxLocalStmt = "pgtenant_ctx_local"
+	ctxTokenStmt = "pgtenant_ctx_token"
 )
 
 // Buffer sizes for backend connections. The reader is larger because result
@@ -44,15 +44,20 @@ type backendConn struct {
 	secret []byte
 	params map[string]string
 
-	// injectLocal is Bind+Execute of the prepared SET LOCAL: sent unsynced
-	// ahead of the first message of a transaction.
+	// injectLocal is Bind+Execute of the prepared SET LOCAL of the org and,
+	// with a signer, of the signed context token: sent unsynced ahead of
+	// the first message of a transaction. localStmts is how many
+	// statements it executes.
 	injectLocal []byte
-	// injectSession is Bind+Execute+Sync of the prepared session-level SET,
-	// used ahead of statements that must run in their own transaction.
-	injectSession []byte
-	// resetQuery undoes injectSession before the connection is reused.
+	localStmts  int
+	// ctx is the tenant context of the connection: the org, and the signed
+	// token's state (see context.go).
+	ctx *backendContext
+	// resetQuery undoes the session-level context before the connection is
+	// reused.
 	resetQuery []byte
-	// sessionContext records that injectSession ran since the last reset.
+	// sessionContext records that a session-level context was set since the
+	// last reset.
 	sessionContext bool
 	// dropped records that a client may have deallocated the context
 	// statements: the connection must not be reused.
@@ -108,8 +113,12 @@ type backendDialer struct {
 	// setConfig selects set_config(setting, org, true) instead of SET LOCAL
 	// for the per-transaction context (see Config.SetConfig).
 	setConfig bool
-	log       zerolog.Logger
-	logCheck  sync.Once
+	// signer, when set, signs the context token each transaction carries
+	// in tokenSetting.
+	signer       ContextSigner
+	tokenSetting string
+	log          zerolog.Logger
+	logCheck     sync.Once
 }
 
 // checkServerLog warns the operator, once, when PostgreSQL would write the
@@ -134,13 +143,13 @@ func (d *backendDialer) checkServerLog(ctx context.Context, pc *pgconn.PgConn) {
 	})
 }
 
-// localContextSQL is the statement prepared once per backend that sets the
-// tenant context for the current transaction only.
-func (d *backendDialer) localContextSQL(lit string) string {
+// localSQL is a statement that sets a setting to a literal for the current
+// transaction only.
+func (d *backendDialer) localSQL(setting, lit string) string {
 	if d.setConfig {
-		return "SELECT pg_catalog.set_config('" + d.setting + "', " + lit + ", true)"
+		return "SELECT pg_catalog.set_config('" + setting + "', " + lit + ", true)"
 	}
-	return "SET LOCAL " + d.setting + " TO " + lit
+	return "SET LOCAL " + setting + " TO " + lit
 }
 
 // dial connects to key.Database as the configured application role and
@@ -168,11 +177,14 @@ func (d *backendDialer) dial(ctx context.Context, key poolmgr.Key) (*backendConn
 			pc.Close(context.Background())
 		}
 	}()
-	if _, err := pc.Prepare(ctx, ctxLocalStmt, d.localContextSQL(lit), nil); err != nil {
+	if _, err := pc.Prepare(ctx, ctxLocalStmt, d.localSQL(d.setting, lit), nil); err != nil {
 		return nil, pgerr.New(pgerr.ConnectionException, "backend_setup", "cannot prepare the tenant context on the backend").Wrap(err)
 	}
-	if _, err := pc.Prepare(ctx, ctxSessionStmt, "SET "+d.setting+" TO "+lit, nil); err != nil {
-		return nil, pgerr.New(pgerr.ConnectionException, "backend_setup", "cannot prepare the tenant context on the backend").Wrap(err)
+	bctx := &backendContext{org: key.Tenant, orgLit: lit}
+	if d.signer != nil {
+		if err := d.prepareToken(ctx, pc, bctx); err != nil {
+			return nil, pgerr.New(pgerr.ConnectionException, "backend_setup", "cannot prepare the signed tenant context on the backend").Wrap(err)
+		}
 	}
 	for name, sql := range map[string]string{setParamStmt: setParamSQL, resetParamStmt: resetParamSQL} {
 		if _, err := pc.Prepare(ctx, name, sql, nil); err != nil {
@@ -198,29 +210,20 @@ func (d *backendDialer) dial(ctx context.Context, key poolmgr.Key) (*backendConn
 		secret: hc.SecretKey,
 		params: hc.ParameterStatuses,
 	}
-	b.injectLocal = encodeAll(
-		&pgproto3.Bind{PreparedStatement: ctxLocalStmt},
-		&pgproto3.Execute{},
-	)
-	b.injectSession = encodeAll(
-		&pgproto3.Bind{PreparedStatement: ctxSessionStmt},
-		&pgproto3.Execute{},
-		&pgproto3.Sync{},
-	)
-	b.resetQuery = encodeAll(&pgproto3.Query{String: "RESET " + d.setting})
+	b.ctx = bctx
+	b.injectLocal = encodeAll(&pgproto3.Bind{PreparedStatement: ctxLocalStmt}, &pgproto3.Execute{})
+	b.localStmts = 1
+	reset := "RESET " + d.setting
+	if d.signer != nil {
+		b.injectLocal = append(b.injectLocal, encodeAll(&pgproto3.Bind{PreparedStatement: ctxTokenStmt}, &pgproto3.Execute{})...)
+		b.localStmts = 2
+		reset += "; RESET " + d.tokenSetting
+	}
+	b.resetQuery = encodeAll(&pgproto3.Query{String: reset})
 	return b, nil
 }
 
-func encodeAll(msgs ...pgproto3.FrontendMessage) []byte {
-	var buf []byte
-	for _, m := range msgs {
-		var err error
-		if buf, err = m.Encode(buf); err != nil {
-			panic(err) // fixed messages built by the proxy itself
-		}
-	}
-	return buf
-}
+func encodeAll(msgs ...pgproto3.FrontendMessage) []byte { return encodeInto(nil, msgs...) }
 
 // backendConnectError turns a failed backend connection into what the
 // client is told. PostgreSQL's own verdict on the database name is passed on;

@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgtenant/pgtenant/audit"
 	"github.com/pgtenant/pgtenant/pgerr"
 	"github.com/pgtenant/pgtenant/poolmgr"
 	"github.com/pgtenant/pgtenant/proxy/wire"
@@ -57,6 +59,10 @@ func (s *session) login(ctx context.Context) error {
 	}
 	id, err := s.srv.auth.Verify(token)
 	if err != nil {
+		var pe *pgerr.Error
+		if errors.As(err, &pe) {
+			s.audit(audit.ReasonAuthFailed, pe.Reason, pe.Code, "", pe.Message)
+		}
 		return err
 	}
 	s.id = id

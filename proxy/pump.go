@@ -165,6 +165,7 @@ func (s *session) pumpLoop(b *backendConn) error {
 			if err := fatalBackendError(b, h); err != nil {
 				return err
 			}
+			s.auditBackendError(b, h)
 			if renamed, err := s.clientNamesInError(b, h); err != nil {
 				return err
 			} else if renamed {
@@ -278,13 +279,14 @@ func fatalBackendError(b *backendConn, h wire.Header) error {
 // the synced form, ReadyForQuery.
 // Asynchronous ParameterStatus and NotificationResponse pass through.
 func (s *session) skipInjected(b *backendConn, kind injectKind) error {
+	completes := 0
 	for {
 		h, err := wire.PeekHeader(b.r, 0)
 		if err != nil {
 			return err
 		}
 		switch h.Type {
-		case '2', 'N', 'D':
+		case '1', '2', '3', 'N', 'D': // '1', '3': a token refresh (see context.go)
 			if err := wire.Discard(b.r, h); err != nil {
 				return err
 			}
@@ -306,7 +308,7 @@ func (s *session) skipInjected(b *backendConn, kind injectKind) error {
 			if err := wire.Discard(b.r, h); err != nil {
 				return err
 			}
-			if kind == injectLocal {
+			if completes++; kind == injectLocal && completes == b.localStmts {
 				return nil
 			}
 			// injectSession waits for its ReadyForQuery; injectParams may

@@ -74,6 +74,17 @@ type Config struct {
 	// start after its token's expiry plus TokenLeeway.
 	ExpireSessions bool
 	TokenLeeway    time.Duration
+	// Signer, when set, signs the context token every transaction carries
+	// in TokenSetting (see context.go); RLS policies that call
+	// tenancy.current_org() then trust nothing a client can set.
+	Signer       ContextSigner
+	TokenSetting string
+	// Guard, when set, classifies every statement before it is forwarded
+	// and refuses what a tenant must never run (42501).
+	Guard StatementGuard
+	// Audit, when set, receives the cross-tenant attempts: blocked
+	// statements, rejected contexts, RLS violations, failed logins.
+	Audit Auditor
 }
 
 var settingPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$`)
@@ -91,10 +102,11 @@ func WithLogger(l zerolog.Logger) Option { return func(s *Server) { s.log = l } 
 // Server accepts client connections and runs their sessions. Close stops it;
 // it is safe for concurrent use.
 type Server struct {
-	cfg   Config
-	auth  Authenticator
-	pools *poolmgr.Manager[*backendConn]
-	log   zerolog.Logger
+	cfg    Config
+	auth   Authenticator
+	pools  *poolmgr.Manager[*backendConn]
+	dialer *backendDialer
+	log    zerolog.Logger
 
 	params sync.Map // backend database name -> map[string]string ParameterStatus
 
@@ -118,6 +130,9 @@ func New(cfg Config, authn Authenticator, opts ...Option) (*Server, error) {
 	if !ValidSetting(cfg.Setting) {
 		return nil, errors.New("proxy: invalid tenancy setting name " + cfg.Setting)
 	}
+	if cfg.Signer != nil && !ValidSetting(cfg.TokenSetting) {
+		return nil, errors.New("proxy: invalid context token setting name " + cfg.TokenSetting)
+	}
 	if cfg.LoginTimeout <= 0 {
 		cfg.LoginTimeout = DefaultLoginTimeout
 	}
@@ -137,8 +152,9 @@ func New(cfg Config, authn Authenticator, opts ...Option) (*Server, error) {
 	s.mu.listeners = map[net.Listener]struct{}{}
 	s.mu.sessions = map[*session]struct{}{}
 	s.mu.cancel = map[uint32]*session{}
-	d := &backendDialer{base: cfg.Backend, setting: cfg.Setting, setConfig: cfg.SetConfig, log: s.log}
-	s.pools = poolmgr.New[*backendConn](cfg.Pool, d.dial)
+	s.dialer = &backendDialer{base: cfg.Backend, setting: cfg.Setting, setConfig: cfg.SetConfig,
+		signer: cfg.Signer, tokenSetting: cfg.TokenSetting, log: s.log}
+	s.pools = poolmgr.New[*backendConn](cfg.Pool, s.dialer.dial)
 	return s, nil
 }
 

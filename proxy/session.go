@@ -33,8 +33,8 @@ type injectKind uint8
 
 const (
 	injectNone    injectKind = iota
-	injectLocal              // Bind+Execute of SET LOCAL, unsynced
-	injectSession            // Bind+Execute+Sync of a session-level SET
+	injectLocal              // Bind+Execute of the SET LOCALs, unsynced
+	injectSession            // a Query of session-level SETs
 	injectParams             // Bind+Execute of set_config per setting, then Sync
 )
 
@@ -109,7 +109,8 @@ type session struct {
 	preBuf        []byte                 // an injected Parse
 	sqlBuf        []byte                 // a copy of the client's SQL, kept while its frame is rewritten
 	namesBuf      []byte                 // a Query or Parse with SQL statement names rewritten
-	refusals      map[string]*clientStmt // statements raising 0A000, by kind (guarded by mu)
+	refusals      map[string]*clientStmt // statements raising a refusal, by its SQL (guarded by mu)
+	refusal       string                 // the guard's refusal of the message being forwarded, or ""
 	startup       map[string]string      // session settings from the startup packet; read-only after login
 	paramBuf      []byte                 // the pending session-parameter unit
 	pendingParams []byte                 // set by admit for forward
@@ -302,11 +303,15 @@ func (s *session) serve() error {
 // classify scans the SQL in Query and Parse messages, and remembers what it
 // found for Binds of the same statement.
 func (s *session) classify(typ byte, body []byte) (stmtFlags, error) {
+	s.refusal = ""
 	switch typ {
 	case 'Q':
 		text, err := wire.QueryText(body)
 		if err != nil {
 			return 0, pgerr.NewFatal(pgerr.ProtocolViolation, "protocol_violation", err.Error())
+		}
+		if s.refusal = s.guardRefusal(text); s.refusal != "" {
+			return 0, nil // nothing of the text runs
 		}
 		return scanSQL(text), nil
 	case 'P':
@@ -314,7 +319,12 @@ func (s *session) classify(typ byte, body []byte) (stmtFlags, error) {
 		if err != nil {
 			return 0, pgerr.NewFatal(pgerr.ProtocolViolation, "protocol_violation", err.Error())
 		}
+		if s.refusal = s.guardRefusal(text); s.refusal != "" {
+			return 0, nil // the statement's Binds are refused (see mapStatement)
+		}
 		return scanSQL(text), nil
+	case 'F':
+		s.refusal = s.functionCallRefusal(body)
 	case 'B':
 		name, err := wire.BindStatement(body)
 		if err != nil {
@@ -346,6 +356,9 @@ func (s *session) forward(typ byte, frame []byte, flags stmtFlags) error {
 		clientSQL = append(s.sqlBuf[:0], sqlText(typ, frame)...)
 		s.sqlBuf = clientSQL
 	}
+	if s.refusal != "" && (typ == 'Q' || typ == 'F') {
+		frame = raiseQuery(s.refusal)
+	}
 	switch typ {
 	case 'Q':
 		// PostgreSQL drops the unnamed statement at every simple Query.
@@ -358,7 +371,7 @@ func (s *session) forward(typ byte, frame []byte, flags stmtFlags) error {
 		if flags&flagSessionState != 0 && !s.sessionMode {
 			sql, _ := wire.QueryText(wire.Body(frame))
 			if kind := sessionStateKind(sql); kind != "" {
-				frame, flags = refusedQuery(kind), 0
+				frame, flags = raiseQuery(refuseSQL(kind)), 0
 			}
 		}
 		if flags&flagDropsStatements != 0 {
@@ -394,9 +407,12 @@ func (s *session) forward(typ byte, frame []byte, flags stmtFlags) error {
 	}
 	switch inject {
 	case injectLocal:
+		if refresh := s.srv.dialer.tokenRefresh(b, time.Now()); refresh != nil {
+			_, _ = b.w.Write(refresh)
+		}
 		_, _ = b.w.Write(b.injectLocal)
 	case injectSession:
-		_, _ = b.w.Write(b.injectSession)
+		_, _ = b.w.Write(s.srv.dialer.sessionContextQuery(b, time.Now()))
 		b.sessionContext = true
 	}
 	if !keep || flags&flagDropsStatements != 0 && (!s.sessionMode || dropsProxyStatements(clientSQL)) {

@@ -49,3 +49,27 @@ func TestPrepareBodyIsTheStatementAfterAS(t *testing.T) {
 		}
 	}
 }
+
+func FuzzSQLLexer(f *testing.F) {
+	for _, s := range []string{"EXECUTE q(1)", "PREPARE p (int) AS SELECT $1; EXECUTE p(2)", "SELECT $$a$$, 'b''c', E'\\'', \"d\"\"e\" -- f\n/* /* g */ */", "$a", "U&\"\\0070\""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, sql string) {
+		l := sqlLexer{sql: []byte(sql)}
+		last := 0
+		for {
+			tok, ok := l.next()
+			if !ok {
+				break
+			}
+			if tok.start < last || tok.end <= tok.start || tok.end > len(sql) {
+				t.Fatalf("token [%d,%d) after %d in %q", tok.start, tok.end, last, sql)
+			}
+			last = tok.end
+		}
+		l = sqlLexer{sql: []byte(sql)}
+		if body, ok := prepareBody(&l); ok && len(body) == 0 {
+			t.Fatalf("empty PREPARE body accepted in %q", sql)
+		}
+	})
+}

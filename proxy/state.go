@@ -1,10 +1,6 @@
 package proxy
 
-import (
-	"strings"
-
-	"github.com/jackc/pgx/v5/pgproto3"
-)
+import "strings"
 
 // State that cannot cross clients under transaction pooling: a backend
 // serves the next client of the tenant as soon as a transaction ends, so a
@@ -25,8 +21,7 @@ const refuseHint = "pgtenant runs each transaction on whichever backend connecti
 // refuseSQL raises the 0A000 for kind; kind is one of sessionStateKind's
 // fixed strings, never client input.
 func refuseSQL(kind string) string {
-	return "DO $pgtenant$BEGIN RAISE EXCEPTION USING ERRCODE = 'feature_not_supported', MESSAGE = '" +
-		kind + " cannot be used under transaction pooling', HINT = '" + refuseHint + "'; END$pgtenant$"
+	return raiseSQL("feature_not_supported", kind+" cannot be used under transaction pooling", refuseHint)
 }
 
 // sessionStateKind says which state that cannot cross clients sql would
@@ -107,10 +102,4 @@ func hasSequence(words []string, seq ...string) bool {
 		}
 	}
 	return false
-}
-
-// refusedQuery returns the Query that raises the refusal for kind.
-func refusedQuery(kind string) []byte {
-	b, _ := (&pgproto3.Query{String: refuseSQL(kind)}).Encode(nil)
-	return b
 }

@@ -36,8 +36,9 @@ type clientStmt struct {
 	server string    // name on backends; "" for the unnamed statement
 	rest   []byte    // the Parse body after the name: query, parameter types
 	flags  stmtFlags // what scanSQL found in the query
-	// refuse names the session state the statement would create (see
-	// state.go); its Binds are pointed at a statement raising 0A000.
+	// refuse, when set, is the SQL raising the error the statement is
+	// refused with: the session state it would create (see state.go), or
+	// the guard's rule (see guard.go). Its Binds are pointed at it.
 	refuse string
 }
 
@@ -143,9 +144,11 @@ func (s *session) setStmtLocked(name string, cs *clientStmt) {
 
 // newStmtLocked makes a statement for a client's Parse of name.
 func (s *session) newStmtLocked(name string, rest []byte, flags stmtFlags) *clientStmt {
-	cs := &clientStmt{rest: append([]byte(nil), rest...), flags: flags}
-	if flags&flagSessionState != 0 {
-		cs.refuse = sessionStateKind(parseQuery(rest))
+	cs := &clientStmt{rest: append([]byte(nil), rest...), flags: flags, refuse: s.refusal}
+	if flags&flagSessionState != 0 && !s.sessionMode && cs.refuse == "" {
+		if kind := sessionStateKind(parseQuery(rest)); kind != "" {
+			cs.refuse = refuseSQL(kind)
+		}
 	}
 	if name == "" {
 		return cs
@@ -252,7 +255,7 @@ func (s *session) mapStatement(b *backendConn, typ byte, frame []byte) (out, pre
 		if err != nil {
 			return nil, nil, err
 		}
-		if cs := s.lookupStmtLocked(name); cs != nil && cs.refuse != "" && !s.sessionMode {
+		if cs := s.lookupStmtLocked(name); cs != nil && cs.refuse != "" {
 			// Bind the portal to the refusal instead, without parameters:
 			// Execute then raises 0A000 from the backend.
 			rs := s.refusalLocked(cs.refuse)
@@ -351,18 +354,21 @@ func (s *session) evictLocked(b *backendConn, g *group, cs *clientStmt, buf []by
 	return appendFrame(buf, 'C', []byte{'S'}, old.server, nil)
 }
 
-// refusalLocked returns the statement that raises the refusal for kind,
-// made once per session and prepared on backends like a client's.
-func (s *session) refusalLocked(kind string) *clientStmt {
-	if rs := s.refusals[kind]; rs != nil {
+// refusalLocked returns the statement that runs the refusal sql, made once
+// per session and prepared on backends like a client's.
+func (s *session) refusalLocked(sql string) *clientStmt {
+	if rs := s.refusals[sql]; rs != nil {
 		return rs
 	}
 	if s.refusals == nil {
 		s.refusals = map[string]*clientStmt{}
 	}
-	rest := append([]byte(refuseSQL(kind)), 0, 0, 0)
+	rest := append([]byte(sql), 0, 0, 0)
+	saved := s.refusal
+	s.refusal = ""
 	rs := s.newStmtLocked(refuseStmt, rest, 0)
-	s.refusals[kind] = rs
+	s.refusal = saved
+	s.refusals[sql] = rs
 	return rs
 }
 

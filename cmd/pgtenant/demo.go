@@ -16,6 +16,7 @@ import (
 	"github.com/pgtenant/pgtenant/auth"
 	"github.com/pgtenant/pgtenant/config"
 	"github.com/pgtenant/pgtenant/internal/pgcluster"
+	"github.com/pgtenant/pgtenant/policies"
 )
 
 // demoTenants are the organizations the demo creates, with their rows.
@@ -33,11 +34,14 @@ const (
 )
 
 // demoSchema is a tenant table protected by Row-Level Security on the
-// tenant context pgtenant sets in every transaction.
+// signed tenant context pgtenant sets in every transaction (the tenancy
+// schema is installed first), with the hardening docs/rls.md asks for.
 const demoSchema = `
+REVOKE TEMPORARY ON DATABASE ` + demoDatabase + ` FROM PUBLIC;
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 CREATE TABLE IF NOT EXISTS projects (
 	id     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-	org_id text   NOT NULL DEFAULT current_setting('app.current_org', true),
+	org_id text   NOT NULL DEFAULT tenancy.current_org(),
 	name   text   NOT NULL
 );
 CREATE INDEX IF NOT EXISTS projects_org_id ON projects (org_id, id);
@@ -45,8 +49,8 @@ ALTER TABLE projects ENABLE ROW LEVEL SECURITY;
 ALTER TABLE projects FORCE ROW LEVEL SECURITY;
 DROP POLICY IF EXISTS tenant_isolation ON projects;
 CREATE POLICY tenant_isolation ON projects
-	USING (org_id = current_setting('app.current_org', true))
-	WITH CHECK (org_id = current_setting('app.current_org', true));
+	USING (org_id = (SELECT tenancy.current_org()))
+	WITH CHECK (org_id = (SELECT tenancy.current_org()));
 GRANT SELECT, INSERT, UPDATE, DELETE ON projects TO ` + demoRole + `;
 TRUNCATE projects;
 `
@@ -84,8 +88,8 @@ func runDemo(ctx context.Context, out io.Writer, listen string) error {
 		}()
 		superDSN = cluster.SuperuserDSN("postgres")
 	}
-	password := randomHex(16)
-	appDSN, err := setupDemoDatabase(ctx, superDSN, password)
+	password, contextSecret := randomHex(16), randomHex(32)
+	appDSN, err := setupDemoDatabase(ctx, superDSN, password, contextSecret)
 	if err != nil {
 		return err
 	}
@@ -100,6 +104,7 @@ func runDemo(ctx context.Context, out io.Writer, listen string) error {
 	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.Backend.DSN = appDSN
 	cfg.Auth.JWT.Secret = randomHex(32)
+	cfg.Tenancy.ContextSecret = contextSecret
 	cfg.Log.Format = "console"
 	cfg.Log.Level = "warn"
 	if err := cfg.Validate(); err != nil {
@@ -125,7 +130,7 @@ func runDemo(ctx context.Context, out io.Writer, listen string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "\n  # tenant %s\n  PGPASSWORD='%s' psql \"host=%s port=%s dbname=%s user=%s sslmode=disable\" -c \"SELECT current_setting('app.current_org') AS tenant, * FROM projects\"\n",
+		fmt.Fprintf(out, "\n  # tenant %s\n  PGPASSWORD='%s' psql \"host=%s port=%s dbname=%s user=%s sslmode=disable\" -c \"SELECT tenancy.current_org() AS tenant, * FROM projects\"\n",
 			t.org, tok, host, port, demoDatabase, t.org)
 	}
 	fmt.Fprintln(out, "\nDrop the -c ... part for an interactive session. Press Ctrl-C to stop.")
@@ -134,7 +139,7 @@ func runDemo(ctx context.Context, out io.Writer, listen string) error {
 
 // setupDemoDatabase creates the demo database, the application role and the
 // tenant rows, and returns the DSN pgtenant uses as that role.
-func setupDemoDatabase(ctx context.Context, superDSN, password string) (string, error) {
+func setupDemoDatabase(ctx context.Context, superDSN, password, contextSecret string) (string, error) {
 	conn, err := pgx.Connect(ctx, superDSN)
 	if err != nil {
 		return "", fmt.Errorf("demo: connect to PostgreSQL: %w", err)
@@ -172,6 +177,10 @@ func setupDemoDatabase(ctx context.Context, superDSN, password string) (string, 
 		return "", err
 	}
 	defer db.Close(ctx)
+	key := policies.ContextKey{ID: config.DefaultContextKeyID, Secret: []byte(contextSecret)}
+	if err := policies.Install(ctx, db, policies.InstallOptions{Keys: []policies.ContextKey{key}, AppRoles: []string{demoRole}}); err != nil {
+		return "", fmt.Errorf("demo: install the tenancy schema: %w", err)
+	}
 	if _, err := db.Exec(ctx, demoSchema); err != nil {
 		return "", fmt.Errorf("demo: create schema: %w", err)
 	}

@@ -42,6 +42,6 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newTokenCmd(), newDemoCmd())
+	root.AddCommand(newServeCmd(), newTokenCmd(), newDemoCmd(), newAuditCmd(), newPoliciesCmd())
 	return root
 }

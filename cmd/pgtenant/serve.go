@@ -19,15 +19,21 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pgtenant/pgtenant/admin"
+	"github.com/pgtenant/pgtenant/audit"
 	"github.com/pgtenant/pgtenant/auth"
 	"github.com/pgtenant/pgtenant/config"
 	"github.com/pgtenant/pgtenant/internal/tlsreload"
+	"github.com/pgtenant/pgtenant/policies"
 	"github.com/pgtenant/pgtenant/proxy"
 )
 
 // shutdownGrace is how long running transactions may take to finish after
 // SIGTERM before their sessions are closed.
 const shutdownGrace = 30 * time.Second
+
+// auditCloseTimeout bounds how long shutdown waits for the audit log to
+// write or spool its queue.
+const auditCloseTimeout = 5 * time.Second
 
 func newServeCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -105,7 +111,14 @@ func run(ctx context.Context, cfg config.Config, log zerolog.Logger, started cha
 			}
 		}()
 	}
-	srv, err := proxy.New(proxy.Config{
+	if err := checkHardening(ctx, cfg, backend, log); err != nil {
+		return err
+	}
+	signer, err := contextSigner(cfg, log)
+	if err != nil {
+		return err
+	}
+	pcfg := proxy.Config{
 		Backend:              backend,
 		Databases:            cfg.Databases,
 		Setting:              cfg.Tenancy.Setting,
@@ -119,7 +132,35 @@ func run(ctx context.Context, cfg config.Config, log zerolog.Logger, started cha
 		ExpireSessions:       !cfg.Auth.AllowExpiredSessions,
 		MaxBackendStatements: cfg.Backend.MaxPreparedStatements,
 		TokenLeeway:          cfg.Auth.JWT.Leeway,
-	}, verifier, proxy.WithLogger(log))
+	}
+	if signer != nil {
+		pcfg.Signer, pcfg.TokenSetting = signer, policies.TokenSetting
+	}
+	if cfg.GuardEnabled() {
+		g, err := newGuards(cfg)
+		if err != nil {
+			return err
+		}
+		pcfg.Guard = g
+	}
+	// One registry for everything pgtenant exports, served at /metrics
+	// when the admin listener runs.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewBuildInfoCollector())
+	auditLog, err := audit.New(cfg.Audit, log, reg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), auditCloseTimeout)
+		defer cancel()
+		if err := auditLog.Close(cctx); err != nil {
+			log.Warn().Err(err).Msg("audit log: not every event was written or spooled at shutdown")
+		}
+	}()
+	pcfg.Audit = auditLog
+	srv, err := proxy.New(pcfg, verifier, proxy.WithLogger(log))
 	if err != nil {
 		return err
 	}
@@ -140,9 +181,6 @@ func run(ctx context.Context, cfg config.Config, log zerolog.Logger, started cha
 			return fmt.Errorf("admin.listen: %w", err)
 		}
 		addrs.Admin = aln.Addr().String()
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-			collectors.NewBuildInfoCollector())
 		for _, c := range []struct {
 			result string
 			value  func(proxy.CancelStats) int64

@@ -54,6 +54,8 @@ func startPgtenant(ctx context.Context, bin, work, backendDSN string, pool int, 
 		fmt.Sprint("PGTENANT_POOL_MAX_BACKEND_CONNECTIONS=", max(pool, poolmgr.DefaultMaxBackendConns)),
 		"PGTENANT_LOG_LEVEL=warn",
 		"PGTENANT_TENANCY_SET_WITH="+setWith,
+		// As deployed: every transaction also carries the signed context.
+		"PGTENANT_TENANCY_CONTEXT_SECRET="+randomHex(32),
 	)
 
 	tok := exec.CommandContext(ctx, bin, "token", "--org", benchOrg)

@@ -1,0 +1,3 @@
+// Package policies holds the database side of tenancy: the tenancy schema and
+// its signed context, RLS tooling, and the statement guard.
+package policies

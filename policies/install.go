@@ -1,0 +1,202 @@
+package policies
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// SchemaVersion is the version of the tenancy schema tenancy.sql installs,
+// recorded in tenancy.schema_version.
+const SchemaVersion = 1
+
+// tenancySQL is the DDL of the tenancy schema: idempotent, run by Install in
+// its transaction. It stores no key and grants nothing to application roles.
+//
+//go:embed tenancy.sql
+var tenancySQL string
+
+// installLockKey serializes concurrent installs in one database
+// (pg_advisory_xact_lock); the value is arbitrary but fixed.
+const installLockKey = 0x7067746e_616e6379 // "pgtnancy"
+
+// InstallOptions says what Install stores and whom it grants the context
+// function to.
+type InstallOptions struct {
+	// Keys are the context keys the database accepts, usually Signer.Keys().
+	// Keys in tenancy.context_keys that are not listed are removed, which
+	// ends a rotation window. At least one is required.
+	Keys []ContextKey
+	// AppRoles are the roles pgtenant connects as. Each gets USAGE on the
+	// tenancy schema and EXECUTE on tenancy.current_org(), and loses any
+	// other privilege on the schema's objects. At least one is required.
+	AppRoles []string
+}
+
+func (o InstallOptions) validate() error {
+	if len(o.Keys) == 0 {
+		return errors.New("no context key to install: configure at least one")
+	}
+	ids := make([]string, 0, len(o.Keys))
+	for _, k := range o.Keys {
+		if err := k.Validate(); err != nil {
+			return err
+		}
+		if slices.Contains(ids, k.ID) {
+			return fmt.Errorf("context key id %s is configured twice", k.ID)
+		}
+		ids = append(ids, k.ID)
+	}
+	if len(o.AppRoles) == 0 {
+		return errors.New("no application role: name the role(s) pgtenant connects as")
+	}
+	for _, r := range o.AppRoles {
+		if r == "" {
+			return errors.New("an application role name is empty")
+		}
+	}
+	return nil
+}
+
+// Install makes the connected database ready for signed tenant contexts, in
+// one transaction: it runs tenancySQL, stores opts.Keys (and removes the
+// keys no longer listed), and grants opts.AppRoles exactly what they need.
+// Running it again with the same options changes nothing.
+//
+// conn must be connected as the role that owns the tenancy schema (or will,
+// when it does not exist yet) or as a superuser, and that role must be
+// neither an application role nor one an application role is a member of,
+// or the tenants could read the keys. Install checks both before changing
+// anything. conn must not be in a transaction.
+func Install(ctx context.Context, conn *pgx.Conn, opts InstallOptions) error {
+	if err := opts.validate(); err != nil {
+		return err
+	}
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_catalog.pg_advisory_xact_lock($1)", int64(installLockKey)); err != nil {
+			return err
+		}
+		if err := checkInstaller(ctx, tx, opts.AppRoles); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, tenancySQL); err != nil {
+			return fmt.Errorf("creating the tenancy schema: %w", err)
+		}
+		if err := storeKeys(ctx, tx, opts.Keys); err != nil {
+			return err
+		}
+		return grantAppRoles(ctx, tx, opts.AppRoles)
+	})
+}
+
+// checkInstaller refuses to install as a role that cannot own the schema or
+// that an application role could act as.
+func checkInstaller(ctx context.Context, tx pgx.Tx, appRoles []string) error {
+	var (
+		user                 string
+		superuser, canCreate bool
+		owner                *string
+		ownerOK              *bool
+	)
+	err := tx.QueryRow(ctx, `
+		SELECT current_user, r.rolsuper,
+			pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE'),
+			n.nspowner::regrole::text,
+			pg_catalog.pg_has_role(n.nspowner, 'USAGE')
+		FROM pg_catalog.pg_roles r
+		LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = 'tenancy'
+		WHERE r.rolname = current_user`).Scan(&user, &superuser, &canCreate, &owner, &ownerOK)
+	if err != nil {
+		return fmt.Errorf("checking the installing role: %w", err)
+	}
+	// The keys' future owner: the schema's owner, or the installing role.
+	keyOwner := user
+	if owner != nil {
+		keyOwner = *owner
+	}
+	rows, err := tx.Query(ctx, `
+		SELECT a.name, r.rolname IS NOT NULL, coalesce(r.rolsuper, false),
+			r.rolname IS NOT NULL AND pg_catalog.pg_has_role(r.oid, coalesce(
+				(SELECT nspowner FROM pg_catalog.pg_namespace WHERE nspname = 'tenancy'),
+				(SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)), 'MEMBER')
+		FROM pg_catalog.unnest($1::text[]) AS a(name)
+		LEFT JOIN pg_catalog.pg_roles r ON r.rolname = a.name`, appRoles)
+	if err != nil {
+		return fmt.Errorf("checking the application roles: %w", err)
+	}
+	var name string
+	var exists, super, member bool
+	_, err = pgx.ForEachRow(rows, []any{&name, &exists, &super, &member}, func() error {
+		switch {
+		case !exists:
+			return fmt.Errorf("application role %q does not exist", name)
+		case name == user:
+			return fmt.Errorf("connected as the application role %s: install as the owner role, which the tenants must not be able to act as", user)
+		case super:
+			return fmt.Errorf("application role %s is a superuser, so tenants could read the context keys and ignore Row-Level Security; "+
+				"ALTER ROLE %s NOSUPERUSER first", name, name)
+		case member:
+			return fmt.Errorf("application role %s is a member of %s, which owns the tenancy schema, so tenants could read the context keys; "+
+				"REVOKE %s FROM %s (or install as a role it is not a member of)", name, keyOwner, keyOwner, name)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	switch {
+	case superuser:
+	case owner != nil && !*ownerOK:
+		return fmt.Errorf("the tenancy schema is owned by %s; connect as %s or a superuser to install (connected as %s)", *owner, *owner, user)
+	case owner == nil && !canCreate:
+		return fmt.Errorf("role %s cannot create schemas in this database; connect as the database owner or a superuser to install, "+
+			"or GRANT CREATE ON DATABASE to the role that should own the tenancy schema", user)
+	}
+	return nil
+}
+
+// storeKeys upserts keys as HMAC pads and deletes the others.
+func storeKeys(ctx context.Context, tx pgx.Tx, keys []ContextKey) error {
+	ids := make([]string, len(keys))
+	for i, k := range keys {
+		ids[i] = k.ID
+		inner, outer := k.pads()
+		_, err := tx.Exec(ctx, `
+			INSERT INTO tenancy.context_keys AS k (key_id, inner_key, outer_key) VALUES ($1, $2, $3)
+			ON CONFLICT (key_id) DO UPDATE
+				SET inner_key = EXCLUDED.inner_key, outer_key = EXCLUDED.outer_key, created_at = EXCLUDED.created_at
+				WHERE (k.inner_key, k.outer_key) IS DISTINCT FROM (EXCLUDED.inner_key, EXCLUDED.outer_key)`,
+			k.ID, inner, outer)
+		if err != nil {
+			return fmt.Errorf("storing context key %s: %w", k.ID, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, "DELETE FROM tenancy.context_keys WHERE key_id <> ALL($1::text[])", ids); err != nil {
+		return fmt.Errorf("removing context keys no longer configured: %w", err)
+	}
+	return nil
+}
+
+// grantAppRoles leaves each application role with USAGE on the schema and
+// EXECUTE on current_org() and nothing else there that the installing role
+// granted.
+func grantAppRoles(ctx context.Context, tx pgx.Tx, roles []string) error {
+	for _, r := range roles {
+		id := pgx.Identifier{r}.Sanitize()
+		_, err := tx.Exec(ctx, ""+
+			"REVOKE ALL ON ALL TABLES IN SCHEMA tenancy FROM "+id+";"+
+			"REVOKE ALL ON ALL SEQUENCES IN SCHEMA tenancy FROM "+id+";"+
+			"REVOKE ALL ON ALL FUNCTIONS IN SCHEMA tenancy FROM "+id+";"+
+			"REVOKE ALL ON SCHEMA tenancy FROM "+id+";"+
+			"GRANT USAGE ON SCHEMA tenancy TO "+id+";"+
+			"GRANT EXECUTE ON FUNCTION tenancy.current_org() TO "+id)
+		if err != nil {
+			return fmt.Errorf("granting the tenancy schema to %s: %w", r, err)
+		}
+	}
+	return nil
+}
