@@ -20,10 +20,13 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" \
+# cgo: the statement guard embeds PostgreSQL's parser (pg_query_go), so the
+# binary links glibc and the runtime image is distroless/base, not static.
+# Not musl: its small thread stacks are too small for the parser.
+RUN CGO_ENABLED=1 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" \
     -o /out/pgtenant ./cmd/pgtenant
 
-FROM gcr.io/distroless/static-debian12:nonroot
+FROM gcr.io/distroless/base-debian12:nonroot
 COPY --from=build /out/pgtenant /pgtenant
 USER nonroot:nonroot
 # 6432: PostgreSQL clients (listen). 9432: /metrics, /healthz, /readyz (admin.listen).

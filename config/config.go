@@ -457,8 +457,9 @@ func (c Config) GuardConfig(database, tenant string) policies.GuardConfig {
 	return policies.GuardConfig{
 		Allow:              allow,
 		BlockAdvisoryLocks: c.Guard.BlockAdvisoryLocks,
-		ReservedSettings:   c.Guard.ReservedSettings,
-		CacheSize:          c.Guard.CacheSize,
+		// The tenant setting is reserved even outside app.*.
+		ReservedSettings: append(append([]string(nil), c.Guard.ReservedSettings...), c.Tenancy.Setting),
+		CacheSize:        c.Guard.CacheSize,
 	}
 }
 

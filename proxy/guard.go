@@ -130,3 +130,33 @@ func (s *session) auditBackendError(b *backendConn, h wire.Header) {
 		s.audit(audit.ReasonRLSViolation, "", code, "", msg)
 	}
 }
+
+// guardStartupSettings puts the settings of the startup packet (and its
+// options) to the guard as the SET statements they amount to: a tenant must
+// not reach by the startup packet what it cannot SET, such as
+// standard_conforming_strings = off, under which PostgreSQL would read
+// string literals differently from the guard.
+func (s *session) guardStartupSettings() error {
+	g := s.srv.cfg.Guard
+	if g == nil {
+		return nil
+	}
+	for name, value := range s.startup {
+		sql := "SET " + quoteIdent(name) + " TO '" + strings.ReplaceAll(value, "'", "''") + "'"
+		if rule, msg := g.Check(s.key.Database, s.id.Org, sql); rule != "" {
+			s.audit(audit.ReasonBlockedStatement, rule, pgerr.InsufficientPrivilege, "", "startup parameter "+name)
+			return pgerr.NewFatal(pgerr.InsufficientPrivilege, "blocked_startup_setting", msg).
+				WithDetail("The startup parameter " + name + " sets it.")
+		}
+	}
+	return nil
+}
+
+// quoteIdent quotes a setting name, part by part.
+func quoteIdent(name string) string {
+	parts := strings.Split(name, ".")
+	for i, p := range parts {
+		parts[i] = `"` + strings.ReplaceAll(p, `"`, `""`) + `"`
+	}
+	return strings.Join(parts, ".")
+}

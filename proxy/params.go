@@ -359,6 +359,9 @@ func ensureMap(m map[string]string) map[string]string {
 // a transaction that is thrown away, so a bad name or value fails the login
 // with PostgreSQL's own error, as it would without pgtenant.
 func (s *session) checkStartupSettings(ctx context.Context) error {
+	if err := s.guardStartupSettings(); err != nil {
+		return err
+	}
 	if len(s.startup) == 0 || len(s.startup) == 1 && s.startup["application_name"] != "" {
 		return nil
 	}
