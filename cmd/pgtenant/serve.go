@@ -42,10 +42,14 @@ func newServeCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	file := addConfigFlags(cmd, true)
+	strict := cmd.Flags().Bool("strict", false, "refuse to start when the database hardening checks find an error (tenancy.hardening=strict)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		cfg, err := loadConfig(cmd, *file, true)
 		if err != nil {
 			return err
+		}
+		if *strict {
+			cfg.Tenancy.Hardening = config.HardeningStrict
 		}
 		log := newLogger(cfg.Log)
 		return run(cmd.Context(), cfg, log, nil)
