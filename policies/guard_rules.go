@@ -24,6 +24,8 @@ const (
 	RuleTruncate        = "truncate"
 	RuleCopyFile        = "copy_file"
 	RuleDynamicSQL      = "dynamic_sql"
+	RuleLargeObject     = "large_object"
+	RuleLockTable       = "lock_table"
 	RuleDDL             = "ddl"
 	// RuleTooComplex blocks statements the guard cannot check safely: nested
 	// too deeply or slow to scan (see guard_limits.go), or parsed into a
@@ -49,6 +51,8 @@ const (
 	ruleTruncate
 	ruleCopyFile
 	ruleDynamicSQL
+	ruleLargeObject
+	ruleLockTable
 	ruleDDL
 	ruleTooComplex
 	numRules
@@ -71,8 +75,8 @@ var rules = [numRules]struct{ name, what, hint string }{
 		"server-side code is installed by an administrator"},
 	ruleListenNotify: {RuleListenNotify, "LISTEN/NOTIFY",
 		"notification channels are shared by every tenant of the database"},
-	ruleOtherSessions: {RuleOtherSessions, "looking at or acting on other sessions",
-		"views such as pg_stat_activity and pg_locks show other tenants' sessions"},
+	ruleOtherSessions: {RuleOtherSessions, "looking at or acting on other sessions, or at shared activity statistics",
+		"views such as pg_stat_activity, pg_locks and pg_stat_user_tables show other tenants' sessions and activity"},
 	ruleSignal: {RuleSignal, "signalling server processes",
 		"ask an administrator"},
 	ruleAdvisoryLock: {RuleAdvisoryLock, "taking advisory locks",
@@ -81,8 +85,12 @@ var rules = [numRules]struct{ name, what, hint string }{
 		"use DELETE, which row-level security applies to"},
 	ruleCopyFile: {RuleCopyFile, "reading or writing server files or programs",
 		"use COPY ... FROM STDIN or COPY ... TO STDOUT"},
-	ruleDynamicSQL: {RuleDynamicSQL, "running SQL given as text (query_to_xml, ts_stat, dblink ...)",
+	ruleDynamicSQL: {RuleDynamicSQL, "running SQL given as text (query_to_xml, ts_stat, ts_rewrite, dblink ...)",
 		"run the query directly"},
+	ruleLargeObject: {RuleLargeObject, "using large objects",
+		"large objects have no row-level security and are shared by every tenant of the database; store the data in a bytea column of a tenant table"},
+	ruleLockTable: {RuleLockTable, "LOCK TABLE",
+		"a table lock also blocks the other tenants of the table; rely on row locks (SELECT ... FOR UPDATE)"},
 	ruleDDL: {RuleDDL, "changing the schema (DDL)",
 		"schema changes are made by an administrator"},
 	ruleTooComplex: {RuleTooComplex, "a statement this complex",
@@ -143,7 +151,11 @@ var funcRules = map[string]ruleID{
 	"lo_import":           ruleCopyFile,
 	"lo_export":           ruleCopyFile,
 
-	"ts_stat": ruleDynamicSQL,
+	"ts_stat":    ruleDynamicSQL,
+	"ts_rewrite": ruleDynamicSQL, // ts_rewrite(tsquery, text) runs the text as a query
+
+	"loread":  ruleLargeObject,
+	"lowrite": ruleLargeObject,
 }
 
 // funcPrefixRules block functions by name prefix.
@@ -151,7 +163,9 @@ var funcPrefixRules = []struct {
 	prefix string
 	rule   ruleID
 }{
-	{"pg_stat_get_backend_", ruleOtherSessions},
+	{"pg_stat_get_", ruleOtherSessions}, // the counters behind pg_stat_* (other sessions, shared tables)
+	{"pg_stat_clear_snapshot", ruleOtherSessions},
+	{"lo_", ruleLargeObject}, // lo_get, lo_put, lo_unlink, lo_open ...
 	{"pg_advisory_", ruleAdvisoryLock},
 	{"pg_try_advisory_", ruleAdvisoryLock},
 	{"pg_ls_", ruleCopyFile},   // pg_ls_dir, pg_ls_logdir, pg_ls_waldir ...
@@ -174,6 +188,9 @@ var relRules = map[string]ruleID{
 	"pg_stat_gssapi":          ruleOtherSessions,
 	"pg_stat_replication":     ruleOtherSessions,
 	"pg_stat_wal_receiver":    ruleOtherSessions,
+
+	"pg_largeobject":          ruleLargeObject,
+	"pg_largeobject_metadata": ruleLargeObject,
 }
 
 // relPrefixRules block relations by name prefix.
@@ -181,7 +198,8 @@ var relPrefixRules = []struct {
 	prefix string
 	rule   ruleID
 }{
-	{"pg_stat_progress_", ruleOtherSessions},
+	{"pg_stat_", ruleOtherSessions},   // pg_stat_progress_*, pg_stat_user_tables, pg_stat_database ...
+	{"pg_statio_", ruleOtherSessions}, // block reads of every tenant's tables
 }
 
 // pgSettings is the view whose UPDATE rule calls set_config.
@@ -199,7 +217,7 @@ var plainStmts = []proto.Message{
 	&pg.VariableSetStmt{}, &pg.ConstraintsSetStmt{},
 	&pg.PrepareStmt{}, &pg.ExecuteStmt{}, &pg.DeallocateStmt{}, &pg.ExplainStmt{},
 	&pg.DeclareCursorStmt{}, &pg.FetchStmt{}, &pg.ClosePortalStmt{},
-	&pg.CallStmt{}, &pg.LockStmt{}, &pg.CheckPointStmt{},
+	&pg.CallStmt{}, &pg.CheckPointStmt{},
 	// Maintenance: PostgreSQL lets only the owner run them, and they read no rows.
 	&pg.VacuumStmt{}, &pg.ClusterStmt{}, &pg.ReindexStmt{},
 }
@@ -228,6 +246,7 @@ var stmtRules = func() map[protoreflect.MessageDescriptor]ruleID {
 	set(ruleDoBlock, &pg.DoStmt{})
 	set(ruleListenNotify, &pg.ListenStmt{}, &pg.NotifyStmt{}, &pg.UnlistenStmt{})
 	set(ruleTruncate, &pg.TruncateStmt{})
+	set(ruleLockTable, &pg.LockStmt{})
 	set(ruleFunctionDDL, &pg.CreateFunctionStmt{}, &pg.AlterFunctionStmt{}, &pg.CreateTrigStmt{},
 		&pg.RuleStmt{}, &pg.CreateCastStmt{}, &pg.CreateEventTrigStmt{}, &pg.AlterEventTrigStmt{},
 		&pg.CreatePLangStmt{}, &pg.CreateTransformStmt{}, &pg.AlterOperatorStmt{},

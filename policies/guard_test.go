@@ -85,7 +85,8 @@ var guardCases = []struct {
 	{"analyze items", ""},
 	{"reindex table items", ""},
 	{"cluster items", ""},
-	{"lock table items in share mode", ""},
+	{"lock table items in share mode", RuleLockTable},
+	{"LOCK items IN ACCESS EXCLUSIVE MODE", RuleLockTable},
 	{"call refresh_totals(1)", ""},
 	{"select pg_advisory_lock(1)", ""}, // advisory_lock is off by default
 
@@ -234,6 +235,15 @@ var guardCases = []struct {
 	{"select query_to_xml('select * from pg_stat_activity', true, false, '')", RuleDynamicSQL},
 	{"select table_to_xml('pg_locks', true, false, '')", RuleDynamicSQL},
 	{"select * from ts_stat('select 1')", RuleDynamicSQL},
+	{"select ts_rewrite('a'::tsquery, 'select query::tsquery, ''b''::tsquery from pg_stat_activity')", RuleDynamicSQL},
+	{"select lo_get(16384)", RuleLargeObject},
+	{"select pg_catalog.lo_put(16384, 0, 'x')", RuleLargeObject},
+	{"select lo_unlink(16384)", RuleLargeObject},
+	{"select loread(lo_open(16384, 262144), 10)", RuleLargeObject},
+	{"select oid from pg_largeobject_metadata", RuleLargeObject},
+	{"select n_live_tup from pg_stat_user_tables", RuleOtherSessions},
+	{"select * from pg_catalog.pg_statio_user_tables", RuleOtherSessions},
+	{"select pg_stat_get_live_tuples('items'::regclass)", RuleOtherSessions},
 	{"select dblink_exec('dbname=x', 'reset all')", RuleDynamicSQL},
 
 	// ddl.
@@ -319,7 +329,7 @@ func TestRuleNamesAreTheDocumentedOnes(t *testing.T) {
 	t.Parallel()
 	want := []string{"reserved_setting", "reset_all", "discard_all", "set_role", "do_block", "function_ddl",
 		"listen_notify", "other_sessions", "signal", "advisory_lock", "truncate", "copy_file", "dynamic_sql",
-		"ddl", "too_complex"}
+		"large_object", "lock_table", "ddl", "too_complex"}
 	if got := RuleNames(); !slices.Equal(got, want) {
 		t.Errorf("RuleNames() = %v, want %v", got, want)
 	}

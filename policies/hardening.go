@@ -30,6 +30,7 @@ const (
 	CheckCreateOnSchema   = "create_on_schema"
 	CheckTenancySchema    = "tenancy_schema"
 	CheckTenancyGrants    = "tenancy_privileges"
+	CheckViews            = "view_bypasses_rls"
 )
 
 // Finding is one gap CheckHardening found.
@@ -91,7 +92,7 @@ func CheckHardening(ctx context.Context, conn *pgx.Conn, appRole string) ([]Find
 	}
 	for _, check := range []func(context.Context) error{
 		h.ownedTables, h.privilegedMemberships, h.temp, h.tablePrivileges, h.sharedSequences,
-		h.rls, h.createOnSchemas, h.tenancySchema,
+		h.views, h.rls, h.createOnSchemas, h.tenancySchema,
 	} {
 		if err := check(ctx); err != nil {
 			return nil, fmt.Errorf("hardening check: %w", err)
@@ -204,6 +205,39 @@ func (h *hardening) tablePrivileges(ctx context.Context) error {
 			"%s has %s on the tenant table %s (TRUNCATE ignores Row-Level Security, REFERENCES probes other tenants' keys, TRIGGER runs code in their transactions). "+
 				"Fix: REVOKE %s ON %s FROM PUBLIC, %s;",
 			h.role, privs, table, privs, table, h.role)
+	})
+}
+
+// views: a view reads its tables with its owner's rights unless it is
+// security_invoker, so an owner exempt from the policies (a superuser, or the
+// table owner without FORCE) shows every tenant's rows; a materialized view
+// has no policies at all. Either, readable by the application role over a
+// tenant table, is reported.
+func (h *hardening) views(ctx context.Context) error {
+	var view, kind string
+	return h.each(ctx, tenantTablesCTE+`
+		SELECT DISTINCT pg_catalog.format('%I.%I', vn.nspname, v.relname), v.relkind::text
+		FROM pg_catalog.pg_class v
+		JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace
+		JOIN pg_catalog.pg_rewrite r ON r.ev_class = v.oid
+		JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = r.oid
+			AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+		JOIN tenant t ON t.oid = d.refobjid
+		WHERE v.relkind IN ('v', 'm') AND t.oid <> v.oid
+			AND pg_catalog.has_table_privilege($1::oid, v.oid, 'SELECT')
+			AND (v.relkind = 'm' OR NOT EXISTS (
+				SELECT 1 FROM pg_catalog.unnest(v.reloptions) o
+				WHERE o ~* '^security_invoker=(true|on|yes|1)$'))
+		ORDER BY 1`, []any{&view, &kind}, func() {
+		if kind == "m" {
+			h.add(CheckViews, SeverityError,
+				"%s can read the materialized view %s over a tenant table; materialized views have no Row-Level Security and hold every tenant's rows. "+
+					"Fix: REVOKE ALL ON %s FROM PUBLIC, %s;", h.role, view, view, h.role)
+			return
+		}
+		h.add(CheckViews, SeverityError,
+			"%s can read the view %s over a tenant table, which reads with its owner's rights and may show every tenant's rows. "+
+				"Fix: ALTER VIEW %s SET (security_invoker = true);", h.role, view, view)
 	})
 }
 

@@ -32,6 +32,9 @@ type backendContext struct {
 	org    string
 	orgLit string // org as a SQL literal
 	// With a signer: the connection's identity and its current token.
+	// citus records that the database runs Citus, where only SET LOCAL
+	// reaches the worker nodes.
+	citus           bool
 	identity        int64
 	token           string
 	refreshAt       time.Time // half the token's life
@@ -56,7 +59,7 @@ func (d *backendDialer) prepareToken(ctx context.Context, pc *pgconn.PgConn, bct
 	if err != nil {
 		return err
 	}
-	if string(row[0]) == "1" {
+	if bctx.citus = string(row[0]) == "1"; bctx.citus {
 		res, err := pc.Exec(ctx, "SELECT citus_backend_gpid()").ReadAll()
 		if err != nil {
 			return err
@@ -67,8 +70,20 @@ func (d *backendDialer) prepareToken(ctx context.Context, pc *pgconn.PgConn, bct
 	}
 	bctx.identity = id
 	d.sign(bctx, time.Now())
-	_, err = pc.Prepare(ctx, ctxTokenStmt, d.localSQL(d.tokenSetting, "'"+bctx.token+"'"), nil)
+	_, err = pc.Prepare(ctx, ctxTokenStmt, d.tokenSQL(bctx), nil)
 	return err
+}
+
+// tokenSQL sets bctx's token for the current transaction. Outside Citus it
+// is set_config whatever tenancy.set_with says: SET LOCAL outside a
+// transaction block makes PostgreSQL send a WARNING, flushed on its own,
+// which costs a wake-up of the proxy per transaction; one is enough.
+func (d *backendDialer) tokenSQL(bctx *backendContext) string {
+	lit := "'" + bctx.token + "'"
+	if bctx.citus {
+		return "SET LOCAL " + d.tokenSetting + " TO " + lit
+	}
+	return "SELECT pg_catalog.set_config('" + d.tokenSetting + "', " + lit + ", true)"
 }
 
 // sign gives bctx a new token.
@@ -89,7 +104,7 @@ func (d *backendDialer) tokenRefresh(b *backendConn, now time.Time) []byte {
 	d.sign(bctx, now)
 	bctx.refreshPrepared = encodeInto(bctx.refreshPrepared[:0],
 		&pgproto3.Close{ObjectType: 'S', Name: ctxTokenStmt},
-		&pgproto3.Parse{Name: ctxTokenStmt, Query: d.localSQL(d.tokenSetting, "'"+bctx.token+"'")},
+		&pgproto3.Parse{Name: ctxTokenStmt, Query: d.tokenSQL(bctx)},
 	)
 	return bctx.refreshPrepared
 }

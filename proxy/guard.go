@@ -90,25 +90,33 @@ func (s *session) audit(reason, rule, sqlstate, fingerprint, detail string) {
 }
 
 // largeObjectFunctions are the functions libpq calls through FunctionCall
-// (its large-object API), by their fixed OIDs; with a guard, FunctionCall
-// of anything else is refused, as it would bypass the guard's reading of
-// SQL (set_config by OID, for one).
+// (its large-object API), by their fixed OIDs. With a guard, FunctionCall of
+// anything else is refused, as it would bypass the guard's reading of SQL
+// (set_config by OID, for one), and of these only where the guard allows
+// large objects (rule large_object, which is on by default).
 var largeObjectFunctions = map[uint32]bool{
-	715: true, 764: true, 765: true, 952: true, 953: true, 954: true, 955: true, 956: true, 957: true,
+	715: true, 952: true, 953: true, 954: true, 955: true, 956: true, 957: true,
 	958: true, 964: true, 1004: true, 3170: true, 3171: true, 3172: true,
 }
 
+// largeObjectProbe is a statement the guard refuses unless it allows large
+// objects.
+const largeObjectProbe = "SELECT pg_catalog.lo_open(0, 0)"
+
 // functionCallRefusal is guardRefusal for a FunctionCall message.
 func (s *session) functionCallRefusal(body []byte) string {
-	if s.srv.cfg.Guard == nil {
+	g := s.srv.cfg.Guard
+	if g == nil {
 		return ""
 	}
 	if len(body) >= 4 && largeObjectFunctions[uint32(body[0])<<24|uint32(body[1])<<16|uint32(body[2])<<8|uint32(body[3])] {
-		return ""
+		if rule, _ := g.Check(s.key.Database, s.id.Org, largeObjectProbe); rule == "" {
+			return ""
+		}
 	}
 	s.audit(audit.ReasonBlockedStatement, "function_call", pgerr.InsufficientPrivilege, "", "FunctionCall message")
 	return raiseSQL("insufficient_privilege",
-		"pgtenant: the FunctionCall protocol message is only allowed for large objects (rule function_call)", blockedHint)
+		"pgtenant: the FunctionCall protocol message is only allowed for large objects, where the guard allows them (rule function_call)", blockedHint)
 }
 
 // auditBackendError audits an error PostgreSQL reported to a tenant's

@@ -54,10 +54,9 @@ func (s *session) login(ctx context.Context) error {
 		return err
 	}
 	token, err := s.readPassword()
-	if err != nil {
-		return err
+	if err == nil {
+		s.id, err = s.srv.auth.Verify(token)
 	}
-	id, err := s.srv.auth.Verify(token)
 	if err != nil {
 		var pe *pgerr.Error
 		if errors.As(err, &pe) {
@@ -65,7 +64,7 @@ func (s *session) login(ctx context.Context) error {
 		}
 		return err
 	}
-	s.id = id
+	id := s.id
 	db := params["database"]
 	if db == "" {
 		db = params["user"]

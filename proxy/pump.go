@@ -122,7 +122,9 @@ func (s *session) pump(att *attachment) {
 		s.writeError(pe)
 		_ = s.w.Flush()
 	}
-	s.conn.Close() // ends run's read
+	if !closing {
+		s.conn.Close() // ends run's read; a closing run reports its own error first
+	}
 }
 
 // pumpLoop returns nil after a clean detach, an error otherwise.

@@ -252,7 +252,7 @@ func (s *session) rewriteSQLNamesLocked(b *backendConn, g *group, sql []byte) (o
 			if cs := s.lookupStmtLocked(name); cs != nil && name != "" {
 				pre = append(pre, s.prepareLocked(b, g, cs)...)
 				replace(nameTok, cs.server)
-			} else if strings.HasPrefix(name, serverStmtPrefix) || strings.HasPrefix(name, "pgtenant_") {
+			} else if proxyStmtName(name) {
 				replace(nameTok, unknownStmt) // never another client's statement, nor the proxy's
 			}
 			prev = nameTok

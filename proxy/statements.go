@@ -298,10 +298,18 @@ func (s *session) serverNameLocked(name string) string {
 	if cs := s.lookupStmtLocked(name); cs != nil {
 		return cs.server
 	}
-	if strings.HasPrefix(name, serverStmtPrefix) {
-		return unknownStmt // never another client's statement
+	if proxyStmtName(name) {
+		return unknownStmt // never another client's statement, nor the proxy's own
 	}
 	return name // unknown: PostgreSQL says it does not exist, by the client's name
+}
+
+// proxyStmtName reports whether name is one pgtenant gives statements on
+// backends: its clients' (pgt_...) and its own (pgtenant_ctx_local ...). A
+// client that could Bind or Close those could set any setting without the
+// guard, or drop the tenant context.
+func proxyStmtName(name string) bool {
+	return strings.HasPrefix(name, serverStmtPrefix) || strings.HasPrefix(name, "pgtenant_")
 }
 
 // ensurePreparedLocked returns the backend name of the client's statement
