@@ -168,6 +168,12 @@ func (s *session) pumpLoop(b *backendConn) error {
 				return err
 			}
 			s.auditBackendError(b, h)
+			if replanned, err := s.replan(b, h); err != nil {
+				return err
+			} else if replanned {
+				groupStart = true
+				continue
+			}
 			if renamed, err := s.clientNamesInError(b, h); err != nil {
 				return err
 			} else if renamed {

@@ -109,6 +109,7 @@ type session struct {
 	preBuf        []byte                 // an injected Parse
 	sqlBuf        []byte                 // a copy of the client's SQL, kept while its frame is rewritten
 	namesBuf      []byte                 // a Query or Parse with SQL statement names rewritten
+	replans       replanState            // the latest group, for a retry (guarded by wmu)
 	refusals      map[string]*clientStmt // statements raising a refusal, by its SQL (guarded by mu)
 	refusal       string                 // the guard's refusal of the message being forwarded, or ""
 	startup       map[string]string      // session settings from the startup packet; read-only after login
@@ -131,6 +132,7 @@ type session struct {
 		resetAll      bool              // the client ran RESET ALL or DISCARD ALL
 		paramsLost    bool              // the client ran set_config: the backend cannot be reused
 		sqlPrepares   []sqlPrepare      // SQL PREPAREs whose types are read back when the transaction ends
+		replanning    bool              // the pump is sending a group again (see replan.go)
 		reported      map[string]string // ParameterStatus values the client has been sent
 	}
 }
@@ -345,6 +347,7 @@ func (s *session) classify(typ byte, body []byte) (stmtFlags, error) {
 // injecting the tenant context first when the message starts a transaction.
 func (s *session) forward(typ byte, frame []byte, flags stmtFlags) error {
 	terminal := typ == 'S' || typ == 'Q' || typ == 'F'
+	first := !s.inGroup // the message starts a sync group
 	att, inject, err := s.admit(typ, flags, terminal)
 	if err != nil || att == nil {
 		return err
@@ -422,6 +425,7 @@ func (s *session) forward(typ byte, frame []byte, flags stmtFlags) error {
 		_, _ = b.w.Write(pre)
 	}
 	_, err = b.w.Write(frame)
+	s.replans.note(typ, frame, first)
 	if err == nil && s.r.Buffered() < wire.HeaderLen {
 		err = b.w.Flush()
 	}
@@ -539,7 +543,7 @@ func (s *session) mustWaitLocked() bool {
 	if att == nil || len(s.mu.groups) == 0 {
 		return false
 	}
-	if s.mu.unsure > 0 || att.b.dropped {
+	if s.mu.unsure > 0 || att.b.dropped || s.mu.replanning {
 		return true
 	}
 	// A Parse or Close in flight may yet be skipped; what the client's
