@@ -1,6 +1,10 @@
 package policies
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/pgtenant/pgtenant/internal/sqllex"
+)
 
 // precheckFirstWords are the statements the pre-check may let through: their
 // grammar admits no statement inside them other than SELECT, INSERT, UPDATE,
@@ -84,7 +88,7 @@ func precheckAllows(sql string) bool {
 				i++
 			}
 		case c == '/' && i+1 < len(sql) && sql[i+1] == '*':
-			if i = skipBlockComment(sql, i); i < 0 {
+			if i = sqllex.SkipBlockComment(sql, i); i < 0 {
 				return false
 			}
 		case isWordByte(c):
@@ -172,28 +176,6 @@ func skipString(sql string, i int) int {
 				continue
 			}
 			return i + 1
-		}
-	}
-	return -1
-}
-
-// skipBlockComment returns the index after the comment starting at sql[i],
-// or -1 if it is unterminated. PostgreSQL's comments nest.
-func skipBlockComment(sql string, i int) int {
-	depth := 0
-	for i < len(sql) {
-		switch {
-		case sql[i] == '/' && i+1 < len(sql) && sql[i+1] == '*':
-			depth++
-			i += 2
-		case sql[i] == '*' && i+1 < len(sql) && sql[i+1] == '/':
-			depth--
-			i += 2
-			if depth == 0 {
-				return i
-			}
-		default:
-			i++
 		}
 	}
 	return -1

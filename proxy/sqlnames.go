@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/pgtenant/pgtenant/proxy/wire"
+
+	"github.com/pgtenant/pgtenant/internal/sqllex"
 )
 
 // SQL-level prepared statements under transaction pooling.
@@ -47,7 +49,9 @@ func (l *sqlLexer) next() (sqlToken, bool) {
 				l.pos++
 			}
 		case c == '/' && i+1 < len(sql) && sql[i+1] == '*':
-			l.pos = skipBlockComment(sql, i)
+			if l.pos = sqllex.SkipBlockComment(sql, i); l.pos < 0 {
+				l.pos = len(sql)
+			}
 		case c == '\'':
 			l.pos = skipString(sql, i+1, false)
 		case (c == 'e' || c == 'E') && i+1 < len(sql) && sql[i+1] == '\'':
@@ -92,26 +96,6 @@ func (l *sqlLexer) next() (sqlToken, bool) {
 		}
 	}
 	return sqlToken{}, false
-}
-
-func skipBlockComment(sql []byte, i int) int {
-	depth := 0
-	for i < len(sql) {
-		switch {
-		case sql[i] == '/' && i+1 < len(sql) && sql[i+1] == '*':
-			depth++
-			i += 2
-		case sql[i] == '*' && i+1 < len(sql) && sql[i+1] == '/':
-			depth--
-			i += 2
-			if depth == 0 {
-				return i
-			}
-		default:
-			i++
-		}
-	}
-	return i
 }
 
 // skipString returns the end of a literal whose body starts at i.

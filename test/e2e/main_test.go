@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -127,23 +126,7 @@ func startProxyLogging(t *testing.T, log zerolog.Logger, mutate func(*proxy.Conf
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-done; !errors.Is(err, proxy.ErrServerClosed) {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return &env{t: t, cluster: c, srv: srv, addr: ln.Addr().String()}
+	return &env{t: t, cluster: c, srv: srv, addr: testpg.Serve(t, srv)}
 }
 
 // testLogger sends the proxy's log to the test's log, shown when it fails.
