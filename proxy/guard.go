@@ -3,6 +3,7 @@ package proxy
 import (
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -16,7 +17,9 @@ import (
 // use.
 type StatementGuard interface {
 	// Check returns the rule that blocks sql for a tenant of database and
-	// the message for the client, or an empty rule when sql may run.
+	// the message for the client, or an empty rule when sql may run. sql is
+	// only valid during the call (it shares the session's read buffer):
+	// what Check keeps, it copies.
 	Check(database, tenant, sql string) (rule, message string)
 	// Fingerprint returns sql normalized without literal values.
 	Fingerprint(sql string) string
@@ -41,12 +44,17 @@ func (s *session) guardRefusal(sql []byte) string {
 	if g == nil {
 		return ""
 	}
-	text := string(sql)
+	if len(sql) == 0 {
+		return ""
+	}
+	// No copy per statement: Check does not keep what it is given.
+	text := unsafe.String(&sql[0], len(sql))
 	rule, msg := g.Check(s.key.Database, s.id.Org, text)
 	if rule == "" {
 		return ""
 	}
-	s.audit(audit.ReasonBlockedStatement, rule, pgerr.InsufficientPrivilege, g.Fingerprint(text), "")
+	// The event outlives the buffer: its fingerprint is made from a copy.
+	s.audit(audit.ReasonBlockedStatement, rule, pgerr.InsufficientPrivilege, g.Fingerprint(strings.Clone(text)), "")
 	return raiseSQL("insufficient_privilege", msg, blockedHint)
 }
 
