@@ -23,6 +23,7 @@ import (
 	"github.com/pgtenant/pgtenant/poolmgr"
 	"github.com/pgtenant/pgtenant/proxy"
 	"github.com/pgtenant/pgtenant/test/testpg"
+	"github.com/pgtenant/pgtenant/test/testproxy"
 )
 
 const (
@@ -126,7 +127,7 @@ func startProxyLogging(t *testing.T, log zerolog.Logger, mutate func(*proxy.Conf
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, cluster: c, srv: srv, addr: testpg.Serve(t, srv)}
+	return &env{t: t, cluster: c, srv: srv, addr: testproxy.Serve(t, srv)}
 }
 
 // testLogger sends the proxy's log to the test's log, shown when it fails.

@@ -1,4 +1,6 @@
-package testpg
+// Package testproxy runs a pgtenant proxy.Server for a test. It is apart from
+// testpg, which packages below proxy (audit, policies) use.
+package testproxy
 
 import (
 	"context"
