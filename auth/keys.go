@@ -10,9 +10,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"slices"
+
+	"github.com/pgtenant/pgtenant/internal/secretfile"
 )
 
 // Algorithms each key type may verify. A key never verifies an algorithm of
@@ -149,33 +149,11 @@ func pemKey(block *pem.Block) (verifyKey, error) {
 }
 
 // readKeyFile reads a key file of at most maxKeyFileSize bytes.
-func readKeyFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxKeyFileSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > maxKeyFileSize {
-		return nil, fmt.Errorf("%s is larger than %d bytes; is this the right file?", path, maxKeyFileSize)
-	}
-	return data, nil
-}
+func readKeyFile(path string) ([]byte, error) { return secretfile.Read(path, maxKeyFileSize) }
 
 // readSecretFile reads an HMAC secret, dropping one trailing newline (as
 // editors and `echo` add).
-func readSecretFile(path string) ([]byte, error) {
-	data, err := readKeyFile(path)
-	if err != nil {
-		return nil, err
-	}
-	data = bytes.TrimSuffix(data, []byte("\n"))
-	data = bytes.TrimSuffix(data, []byte("\r"))
-	return data, nil
-}
+func readSecretFile(path string) ([]byte, error) { return secretfile.ReadSecret(path, maxKeyFileSize) }
 
 // ecCurve maps a JWK crv to its curve.
 func ecCurve(crv string) elliptic.Curve {
