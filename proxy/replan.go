@@ -59,9 +59,6 @@ func (r *replanState) note(typ byte, frame []byte, first bool) {
 		return
 	}
 	r.frames = append(r.frames, frame...)
-	if cap(r.frames) > 2*maxReplanGroup {
-		r.frames = nil
-	}
 }
 
 // retryable returns the statement of the kept group's Bind when the group

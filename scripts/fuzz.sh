@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every fuzz target in the module for $FUZZTIME (default 20s) each. The
+# Runs every fuzz target in the module for $FUZZTIME (default 20s; or Nx
+# inputs) each. The
 # targets are found at run time: every `func FuzzXxx` in a *_test.go file.
 # Each target runs alone, because `go test -fuzz` refuses a pattern that
 # matches more than one target in a package. New crashers land in the
