@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs every fuzz target in the module for $FUZZTIME (default 20s; or Nx
-# inputs) each. The
-# targets are found at run time: every `func FuzzXxx` in a *_test.go file.
+# Runs every fuzz target in the module for $FUZZTIME each (default 20s; Nx
+# means N inputs). The targets are found at run time: every `func FuzzXxx`
+# in a *_test.go file.
 # Each target runs alone, because `go test -fuzz` refuses a pattern that
 # matches more than one target in a package. New crashers land in the
 # package's testdata/fuzz/ and fail the run.
