@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -9,7 +8,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -134,7 +132,7 @@ func unreachableDSN(t testing.TB) string {
 type testLog struct {
 	*Log
 	reg *prometheus.Registry
-	out *syncBuffer
+	out *testpg.SyncBuffer
 }
 
 // startLog starts a Log that retries the database every 50ms at most. It is
@@ -145,7 +143,7 @@ func startLog(t testing.TB, cfg Config) *testLog {
 		cfg.SpoolDir = t.TempDir()
 	}
 	reg := prometheus.NewRegistry()
-	out := &syncBuffer{}
+	out := &testpg.SyncBuffer{}
 	l, err := newLog(cfg, zerolog.New(out), reg, options{maxBackoff: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -259,22 +257,4 @@ func dirBytes(t testing.TB, dir string) int64 {
 		n += info.Size()
 	}
 	return n
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers and readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pgtenant/pgtenant/audit"
 	"github.com/pgtenant/pgtenant/internal/pgcluster"
+	"github.com/pgtenant/pgtenant/test/testpg"
 )
 
 // startAuditDB starts a throwaway cluster whose "control" database holds the
@@ -118,7 +119,7 @@ func TestAuditTailPrintsRecentEventsNewestFirstFilteredAndFollows(t *testing.T) 
 	t.Run("follow prints new events as they are stored", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		var out syncBuffer
+		var out testpg.SyncBuffer
 		cmd := newRootCmd()
 		cmd.SetOut(&out)
 		cmd.SetErr(io.Discard)
@@ -153,7 +154,7 @@ func TestAuditTailPrintsRecentEventsNewestFirstFilteredAndFollows(t *testing.T) 
 }
 
 // waitForOutput waits for s in out, failing when the command ends first.
-func waitForOutput(t *testing.T, out *syncBuffer, s string, done <-chan error) {
+func waitForOutput(t *testing.T, out *testpg.SyncBuffer, s string, done <-chan error) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !strings.Contains(out.String(), s) {

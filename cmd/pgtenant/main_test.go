@@ -9,7 +9,6 @@ import (
 	"os"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 
 	"github.com/pgtenant/pgtenant/auth"
 	"github.com/pgtenant/pgtenant/internal/pgcluster"
+	"github.com/pgtenant/pgtenant/test/testpg"
 )
 
 func TestMain(m *testing.M) {
@@ -83,30 +83,12 @@ func TestServeRefusesAnIncompleteConfigNamingTheKey(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for one writer and one reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 var psqlLine = regexp.MustCompile(`PGPASSWORD='([^']+)' psql "host=(\S+) port=(\d+) dbname=(\S+) user=(\S+) sslmode=disable"`)
 
 func TestDemoServesEachTenantOnlyItsRowsAndCleansUp(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out syncBuffer
+	var out testpg.SyncBuffer
 	done := make(chan error, 1)
 	go func() { done <- runDemo(ctx, &out, "127.0.0.1:0") }()
 

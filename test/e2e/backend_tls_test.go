@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgtenant/pgtenant/internal/testcert"
+	"github.com/pgtenant/pgtenant/test/testpg"
 )
 
 // backendTLS holds the files of the test cluster's server certificate.
@@ -91,10 +92,10 @@ func TestTheBackendConnectionCanUseTLSWithFullVerificationAndSCRAM(t *testing.T)
 				t.Fatal(err)
 			}
 			e := startProxy(t, func(cfg *proxyConfig, _ *jwtConfig) { cfg.Backend = backend })
-			conn, err := pgconn.Connect(ctxT(t), e.dsn(token(t, "acme")))
+			conn, err := pgconn.Connect(testpg.Context(t), e.dsn(token(t, "acme")))
 			if tc.wantErr {
 				if err == nil {
-					conn.Close(ctxT(t))
+					conn.Close(testpg.Context(t))
 					t.Fatal("connected through a backend whose certificate could not be verified")
 				}
 				return
@@ -102,8 +103,8 @@ func TestTheBackendConnectionCanUseTLSWithFullVerificationAndSCRAM(t *testing.T)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer conn.Close(ctxT(t))
-			res := conn.ExecParams(ctxT(t), "SELECT ssl, current_setting('app.current_org') FROM pg_stat_ssl WHERE pid = pg_backend_pid()", nil, nil, nil, nil).Read()
+			defer conn.Close(testpg.Context(t))
+			res := conn.ExecParams(testpg.Context(t), "SELECT ssl, current_setting('app.current_org') FROM pg_stat_ssl WHERE pid = pg_backend_pid()", nil, nil, nil, nil).Read()
 			if res.Err != nil || len(res.Rows) != 1 || string(res.Rows[0][0]) != "t" || string(res.Rows[0][1]) != "acme" {
 				t.Fatalf("backend connection: %v %q", res.Err, res.Rows)
 			}

@@ -14,6 +14,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgtenant/pgtenant/test/testpg"
 )
 
 // cancelOnContextDone makes pgx answer a canceled context the way libpq
@@ -35,7 +37,7 @@ func cancelAfter(t *testing.T, who string, run func(ctx context.Context) error) 
 	defer timer.Stop()
 	start := time.Now()
 	err := run(ctx)
-	if code := pgCode(err); code != "57014" {
+	if code := testpg.SQLState(err); code != "57014" {
 		t.Errorf("%s: canceled pg_sleep(30) returned %v (SQLSTATE %q), want SQLSTATE 57014", who, err, code)
 	}
 	if took := time.Since(start); took > 10*time.Second {
@@ -51,7 +53,7 @@ func TestCompatPgxpoolTwentyConnectionsOfTwoTenantsSeeOnlyTheirOwnRowsConcurrent
 	// Four backends per tenant under ten clients each: transactions of every
 	// client meet backends that have not seen its prepared statements.
 	e := startProxy(t, func(c *proxyConfig, _ *jwtConfig) { c.Pool.Size = 4 })
-	ctx := ctxT(t)
+	ctx := testpg.Context(t)
 	pools := map[string]*pgxpool.Pool{}
 	for _, org := range compatOrgs {
 		cfg, err := pgxpool.ParseConfig(e.dsn(token(t, org)))

@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/pgtenant/pgtenant/test/testpg"
 )
 
 func TestCompatDatabaseSQLSeesOnlyItsTenantAndSurvivesCancelCopyAndPreparedStatements(t *testing.T) {
@@ -27,7 +29,7 @@ func TestCompatDatabaseSQLSeesOnlyItsTenantAndSurvivesCancelCopyAndPreparedState
 			// One connection: every step, the cancel included, happens on
 			// the same session.
 			db.SetMaxOpenConns(1)
-			ctx := ctxT(t)
+			ctx := testpg.Context(t)
 			want := tenantRows[org]
 
 			sqlVisible(t, ctx, db, org)
@@ -106,10 +108,10 @@ func TestCompatDatabaseSQLSeesOnlyItsTenantAndSurvivesCancelCopyAndPreparedState
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := tx.ExecContext(ctx, "SELECT 1 / $1::int", 0); pgCode(err) != "22012" {
+			if _, err := tx.ExecContext(ctx, "SELECT 1 / $1::int", 0); testpg.SQLState(err) != "22012" {
 				t.Fatalf("division by zero: %v, want 22012", err)
 			}
-			if _, err := tx.ExecContext(ctx, "SELECT 1"); pgCode(err) != "25P02" {
+			if _, err := tx.ExecContext(ctx, "SELECT 1"); testpg.SQLState(err) != "25P02" {
 				t.Fatalf("in an aborted transaction: %v, want 25P02", err)
 			}
 			if err := tx.Rollback(); err != nil {

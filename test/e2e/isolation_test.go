@@ -8,6 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgtenant/pgtenant/test/testpg"
 )
 
 // visible is what one statement saw: the tenant setting and the org_id of
@@ -82,16 +84,16 @@ func eachTenantSeesOnlyItsRows(t *testing.T, e *env) {
 		run  func(t *testing.T, conn *pgx.Conn) []visible
 	}{
 		{"simple query", func(t *testing.T, conn *pgx.Conn) []visible {
-			row := lastRow(t, mustReadAll(t, conn.PgConn().Exec(ctxT(t), visibleSQL)))
+			row := lastRow(t, mustReadAll(t, conn.PgConn().Exec(testpg.Context(t), visibleSQL)))
 			return []visible{parseVisible(row[0], row[1])}
 		}},
 		{"multi-statement simple query", func(t *testing.T, conn *pgx.Conn) []visible {
-			results := mustReadAll(t, conn.PgConn().Exec(ctxT(t), "SELECT 1; "+visibleSQL+"; "+visibleSQL))
+			results := mustReadAll(t, conn.PgConn().Exec(testpg.Context(t), "SELECT 1; "+visibleSQL+"; "+visibleSQL))
 			a, b := results[1].Rows[0], results[2].Rows[0]
 			return []visible{parseVisible(string(a[0]), string(a[1])), parseVisible(string(b[0]), string(b[1]))}
 		}},
 		{"explicit transaction", func(t *testing.T, conn *pgx.Conn) []visible {
-			ctx := ctxT(t)
+			ctx := testpg.Context(t)
 			tx, err := conn.Begin(ctx)
 			if err != nil {
 				t.Fatal(err)
@@ -110,7 +112,7 @@ func eachTenantSeesOnlyItsRows(t *testing.T, e *env) {
 			return out
 		}},
 		{"extended protocol", func(t *testing.T, conn *pgx.Conn) []visible {
-			ctx := ctxT(t)
+			ctx := testpg.Context(t)
 			var out []visible
 			for i := 0; i < 3; i++ {
 				out = append(out, scanVisible(t, conn.QueryRow(ctx, visibleSQL+" WHERE id > $1", -i)))
@@ -118,7 +120,7 @@ func eachTenantSeesOnlyItsRows(t *testing.T, e *env) {
 			return out
 		}},
 		{"pipelined batch", func(t *testing.T, conn *pgx.Conn) []visible {
-			ctx := ctxT(t)
+			ctx := testpg.Context(t)
 			b := &pgx.Batch{}
 			for i := 0; i < 4; i++ {
 				b.Queue(visibleSQL+" WHERE id > $1", -i)
@@ -147,7 +149,7 @@ func eachTenantSeesOnlyItsRows(t *testing.T, e *env) {
 		{"PL/pgSQL function", func(t *testing.T, conn *pgx.Conn) []visible {
 			var n int64
 			var s string
-			if err := conn.QueryRow(ctxT(t), "SELECT count_items(), current_setting('app.current_org')").Scan(&n, &s); err != nil {
+			if err := conn.QueryRow(testpg.Context(t), "SELECT count_items(), current_setting('app.current_org')").Scan(&n, &s); err != nil {
 				t.Fatal(err)
 			}
 			orgs := make([]string, n)
@@ -193,7 +195,7 @@ func scanVisible(t *testing.T, row pgx.Row) visible {
 // fail (1/0, and what follows it in the aborted transaction) are expected to.
 func pipelineVisible(t *testing.T, conn *pgx.Conn, stmts []string) []visible {
 	t.Helper()
-	ctx := ctxT(t)
+	ctx := testpg.Context(t)
 	p := conn.PgConn().StartPipeline(ctx)
 	for _, s := range stmts {
 		p.SendQueryParams(s, nil, nil, nil, nil)
@@ -207,12 +209,12 @@ func pipelineVisible(t *testing.T, conn *pgx.Conn, stmts []string) []visible {
 	check := func(stmt string, rows [][][]byte, err error) {
 		switch {
 		case stmt == "SELECT 1/0":
-			if pgCode(err) != "22012" {
+			if testpg.SQLState(err) != "22012" {
 				t.Fatalf("SELECT 1/0: %v", err)
 			}
 			aborted = true
 		case aborted && stmt != "ROLLBACK":
-			if pgCode(err) != "25P02" {
+			if testpg.SQLState(err) != "25P02" {
 				t.Fatalf("%s in an aborted transaction: %v", stmt, err)
 			}
 		case err != nil:
@@ -227,7 +229,7 @@ func pipelineVisible(t *testing.T, conn *pgx.Conn, stmts []string) []visible {
 	for i := 0; i < len(stmts); {
 		res, err := p.GetResults()
 		if err != nil {
-			if pgCode(err) == "" {
+			if testpg.SQLState(err) == "" {
 				t.Fatal(err)
 			}
 			check(stmts[i], nil, err)
@@ -255,7 +257,7 @@ func pipelineVisible(t *testing.T, conn *pgx.Conn, stmts []string) []visible {
 // value reset inside a transaction, the setting is empty.
 func assertNoSessionContext(t *testing.T, conn *pgx.Conn) {
 	t.Helper()
-	results := mustReadAll(t, conn.PgConn().Exec(ctxT(t),
+	results := mustReadAll(t, conn.PgConn().Exec(testpg.Context(t),
 		"BEGIN; RESET app.current_org; SELECT coalesce(current_setting('app.current_org', true), ''); COMMIT"))
 	if got := string(results[2].Rows[0][0]); got != "" {
 		t.Fatalf("the backend keeps a session-level tenant context %q after the transaction", got)
@@ -265,7 +267,7 @@ func assertNoSessionContext(t *testing.T, conn *pgx.Conn) {
 func TestContextDoesNotSurviveIntoAnotherTransaction(t *testing.T) {
 	e := startProxy(t, func(c *proxyConfig, _ *jwtConfig) { c.Pool.Size = 1 })
 	acme, globex := e.connect(t, "acme"), e.connect(t, "globex")
-	ctx := ctxT(t)
+	ctx := testpg.Context(t)
 	for i := 0; i < 3; i++ {
 		for _, c := range []struct {
 			conn *pgx.Conn
@@ -285,7 +287,7 @@ func TestContextDoesNotSurviveIntoAnotherTransaction(t *testing.T) {
 func TestStatementsThatCannotRunInATransactionBlockWork(t *testing.T) {
 	e := startProxy(t, nil)
 	conn := e.connect(t, "acme")
-	ctx := ctxT(t)
+	ctx := testpg.Context(t)
 	simple := []string{
 		"VACUUM app_owned",
 		"CREATE INDEX CONCURRENTLY IF NOT EXISTS app_owned_id ON app_owned (id)",
@@ -303,7 +305,7 @@ func TestStatementsThatCannotRunInATransactionBlockWork(t *testing.T) {
 	}
 	// PostgreSQL's own answer where it refuses: inside a transaction block.
 	_, err := conn.PgConn().Exec(ctx, "BEGIN; VACUUM app_owned; COMMIT").ReadAll()
-	if pgCode(err) != "25001" {
+	if testpg.SQLState(err) != "25001" {
 		t.Errorf("VACUUM in a transaction block: got %v, want SQLSTATE 25001", err)
 	}
 	if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
@@ -358,7 +360,7 @@ func TestTwoTenantsNeverShareABackendConnection(t *testing.T) {
 func TestInsertsGetTheTenantFromTheContext(t *testing.T) {
 	e := startProxy(t, nil)
 	acme := e.connect(t, "acme")
-	ctx := ctxT(t)
+	ctx := testpg.Context(t)
 	tx, err := acme.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -372,7 +374,7 @@ func TestInsertsGetTheTenantFromTheContext(t *testing.T) {
 		t.Fatalf("inserted row got org_id %q", org)
 	}
 	_, err = tx.Exec(ctx, "INSERT INTO items (org_id, name) VALUES ('globex', 'smuggled')")
-	if pgCode(err) != "42501" {
+	if testpg.SQLState(err) != "42501" {
 		t.Fatalf("insert claiming another tenant: got %v, want RLS violation 42501", err)
 	}
 }

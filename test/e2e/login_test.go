@@ -16,6 +16,7 @@ import (
 
 	"github.com/pgtenant/pgtenant/auth"
 	"github.com/pgtenant/pgtenant/internal/testcert"
+	"github.com/pgtenant/pgtenant/test/testpg"
 )
 
 func signed(t *testing.T, method jwt.SigningMethod, key any, claims jwt.MapClaims) string {
@@ -60,8 +61,8 @@ func TestBadLoginsAreRefusedWithTheRightSQLSTATEAndNeverReachPostgreSQL(t *testi
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := pgconn.Connect(ctxT(t), e.dsn(tc.password))
-			if got := pgCode(err); got != tc.code {
+			_, err := pgconn.Connect(testpg.Context(t), e.dsn(tc.password))
+			if got := testpg.SQLState(err); got != tc.code {
 				t.Fatalf("got %v (SQLSTATE %q), want SQLSTATE %s", err, got, tc.code)
 			}
 			var pe *pgconn.PgError
@@ -77,7 +78,7 @@ func TestBadLoginsAreRefusedWithTheRightSQLSTATEAndNeverReachPostgreSQL(t *testi
 		t.Fatalf("a refused login reached PostgreSQL: %d dials, %d acquires", st.Dials, st.Acquires)
 	}
 	// The same proxy accepts a good token.
-	c, err := pgconn.Connect(ctxT(t), e.dsn(signed(t, jwt.SigningMethodHS256, secret, valid(nil))))
+	c, err := pgconn.Connect(testpg.Context(t), e.dsn(signed(t, jwt.SigningMethodHS256, secret, valid(nil))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,8 +88,8 @@ func TestBadLoginsAreRefusedWithTheRightSQLSTATEAndNeverReachPostgreSQL(t *testi
 func TestUnknownDatabaseIsReportedAtLogin(t *testing.T) {
 	e := startProxy(t, nil)
 	dsn := "postgres://app:" + token(t, "acme") + "@" + e.addr + "/no_such_db?sslmode=disable"
-	_, err := pgconn.Connect(ctxT(t), dsn)
-	if pgCode(err) != "3D000" {
+	_, err := pgconn.Connect(testpg.Context(t), dsn)
+	if testpg.SQLState(err) != "3D000" {
 		t.Fatalf("got %v, want SQLSTATE 3D000", err)
 	}
 }
@@ -99,12 +100,12 @@ func TestTLSIsOfferedAndCanBeRequired(t *testing.T) {
 		c.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 		c.RequireTLS = true
 	})
-	_, err := pgconn.Connect(ctxT(t), e.dsn(token(t, "acme")))
-	if pgCode(err) != "28000" {
+	_, err := pgconn.Connect(testpg.Context(t), e.dsn(token(t, "acme")))
+	if testpg.SQLState(err) != "28000" {
 		t.Fatalf("plaintext login with TLS required: got %v, want 28000", err)
 	}
 	dsn := "postgres://app:" + token(t, "acme") + "@" + e.addr + "/" + database + "?sslmode=require"
-	c, err := pgconn.Connect(ctxT(t), dsn)
+	c, err := pgconn.Connect(testpg.Context(t), dsn)
 	if err != nil {
 		t.Fatalf("TLS login: %v", err)
 	}
@@ -112,7 +113,7 @@ func TestTLSIsOfferedAndCanBeRequired(t *testing.T) {
 	if _, ok := c.Conn().(*tls.Conn); !ok {
 		t.Fatal("connection is not TLS")
 	}
-	res := c.ExecParams(ctxT(t), "SELECT current_setting('app.current_org')", nil, nil, nil, nil).Read()
+	res := c.ExecParams(testpg.Context(t), "SELECT current_setting('app.current_org')", nil, nil, nil, nil).Read()
 	if res.Err != nil || string(res.Rows[0][0]) != "acme" {
 		t.Fatalf("query over TLS: %v %v", res.Rows, res.Err)
 	}
@@ -121,7 +122,7 @@ func TestTLSIsOfferedAndCanBeRequired(t *testing.T) {
 func TestWithoutACertificateSSLRequestIsDeclined(t *testing.T) {
 	e := startProxy(t, nil)
 	dsn := "postgres://app:" + token(t, "acme") + "@" + e.addr + "/" + database + "?sslmode=prefer"
-	c, err := pgconn.Connect(ctxT(t), dsn)
+	c, err := pgconn.Connect(testpg.Context(t), dsn)
 	if err != nil {
 		t.Fatalf("sslmode=prefer must fall back to plaintext: %v", err)
 	}
@@ -146,17 +147,17 @@ func TestASessionEndsAtTheFirstTransactionAfterItsTokenExpires(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := pgconn.Connect(ctxT(t), e.dsn(tok))
+	c, err := pgconn.Connect(testpg.Context(t), e.dsn(tok))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close(context.Background())
-	if _, err := c.Exec(ctxT(t), "SELECT 1").ReadAll(); err != nil {
+	if _, err := c.Exec(testpg.Context(t), "SELECT 1").ReadAll(); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(2500 * time.Millisecond)
-	_, err = c.Exec(ctxT(t), "SELECT 1").ReadAll()
-	if pgCode(err) != "28P01" {
+	_, err = c.Exec(testpg.Context(t), "SELECT 1").ReadAll()
+	if testpg.SQLState(err) != "28P01" {
 		t.Fatalf("got %v, want SQLSTATE 28P01 for the expired session", err)
 	}
 }
@@ -168,14 +169,14 @@ func TestTokensNeverReachTheLog(t *testing.T) {
 	e := startProxyLogging(t, log, nil)
 	good := token(t, "acme")
 	forged := signed(t, jwt.SigningMethodHS256, []byte("not-the-secret-0123456789abcdef-xyz"), jwt.MapClaims{"org_id": "acme"})
-	if _, err := pgconn.Connect(ctxT(t), e.dsn(forged)); err == nil {
+	if _, err := pgconn.Connect(testpg.Context(t), e.dsn(forged)); err == nil {
 		t.Fatal("forged token accepted")
 	}
-	c, err := pgconn.Connect(ctxT(t), e.dsn(good))
+	c, err := pgconn.Connect(testpg.Context(t), e.dsn(good))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Exec(ctxT(t), "SELECT 1/0").ReadAll(); err == nil {
+	if _, err := c.Exec(testpg.Context(t), "SELECT 1/0").ReadAll(); err == nil {
 		t.Fatal("want an error to be logged")
 	}
 	c.Close(context.Background())

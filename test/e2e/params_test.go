@@ -6,12 +6,14 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgtenant/pgtenant/test/testpg"
 )
 
 func show(t *testing.T, conn *pgx.Conn, setting string) string {
 	t.Helper()
 	var v string
-	if err := conn.QueryRow(ctxT(t), "SELECT current_setting($1)", setting).Scan(&v); err != nil {
+	if err := conn.QueryRow(testpg.Context(t), "SELECT current_setting($1)", setting).Scan(&v); err != nil {
 		t.Fatal(err)
 	}
 	return v
@@ -19,7 +21,7 @@ func show(t *testing.T, conn *pgx.Conn, setting string) string {
 
 func run(t *testing.T, conn *pgx.Conn, sql string) {
 	t.Helper()
-	if _, err := conn.Exec(ctxT(t), sql); err != nil {
+	if _, err := conn.Exec(testpg.Context(t), sql); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
 }
@@ -80,7 +82,7 @@ func TestStartupParametersAndOptionsApplyToEveryTransaction(t *testing.T) {
 	cfg.RuntimeParams["TimeZone"] = "America/New_York"
 	cfg.RuntimeParams["search_path"] = "pg_catalog, public"
 	cfg.RuntimeParams["options"] = "-c work_mem=9MB --statement-timeout=123s"
-	conn, err := pgx.ConnectConfig(ctxT(t), cfg)
+	conn, err := pgx.ConnectConfig(testpg.Context(t), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,8 +111,8 @@ func TestReservedSettingsCannotBeSetAtStartup(t *testing.T) {
 			t.Fatal(err)
 		}
 		cfg.RuntimeParams["options"] = opt
-		_, err = pgconn.ConnectConfig(ctxT(t), cfg)
-		if pgCode(err) != "42501" {
+		_, err = pgconn.ConnectConfig(testpg.Context(t), cfg)
+		if testpg.SQLState(err) != "42501" {
 			t.Errorf("options %q: got %v, want SQLSTATE 42501", opt, err)
 		}
 	}
@@ -130,8 +132,8 @@ func TestBadStartupSettingsFailTheLoginWithPostgreSQLsError(t *testing.T) {
 			t.Fatal(err)
 		}
 		cfg.RuntimeParams[tc.param] = tc.value
-		_, err = pgconn.ConnectConfig(ctxT(t), cfg)
-		if pgCode(err) != tc.code {
+		_, err = pgconn.ConnectConfig(testpg.Context(t), cfg)
+		if testpg.SQLState(err) != tc.code {
 			t.Errorf("%s=%s: got %v, want SQLSTATE %s", tc.param, tc.value, err, tc.code)
 		}
 	}

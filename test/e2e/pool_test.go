@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgtenant/pgtenant/test/testpg"
 )
 
 func TestPoolWaitTimeoutGives53300AndTheSessionStaysUsable(t *testing.T) {
@@ -17,13 +19,13 @@ func TestPoolWaitTimeoutGives53300AndTheSessionStaysUsable(t *testing.T) {
 		c.Pool.WaitTimeout = 300 * time.Millisecond
 	})
 	holder, waiter := e.connect(t, "acme"), e.connect(t, "acme")
-	ctx := ctxT(t)
+	ctx := testpg.Context(t)
 	tx, err := holder.Begin(ctx) // holds the tenant's only backend
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = waiter.Exec(ctx, "SELECT 1")
-	if pgCode(err) != "53300" {
+	if testpg.SQLState(err) != "53300" {
 		t.Fatalf("got %v, want SQLSTATE 53300", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -40,7 +42,7 @@ func TestGlobalCapIsSharedFairlyAcrossTenants(t *testing.T) {
 		c.Pool.MaxBackendConns = 2
 		c.Pool.WaitTimeout = 5 * time.Second
 	})
-	ctx := ctxT(t)
+	ctx := testpg.Context(t)
 	var holders []pgx.Tx
 	for i := 0; i < 2; i++ {
 		tx, err := e.connect(t, "acme").Begin(ctx)
@@ -94,7 +96,7 @@ func TestIdleConnectionsOfAnotherTenantAreClosedAtTheGlobalCap(t *testing.T) {
 		c.Pool.MaxBackendConns = 1
 		c.Pool.WaitTimeout = 2 * time.Second
 	})
-	ctx := ctxT(t)
+	ctx := testpg.Context(t)
 	scanVisible(t, e.connect(t, "acme").QueryRow(ctx, visibleSQL)).check(t, "acme")
 	scanVisible(t, e.connect(t, "globex").QueryRow(ctx, visibleSQL)).check(t, "globex")
 	if st := e.poolStat(); st.ClosedForCap != 1 || st.Total != 1 {
@@ -105,7 +107,7 @@ func TestIdleConnectionsOfAnotherTenantAreClosedAtTheGlobalCap(t *testing.T) {
 func backendPID(t *testing.T, conn *pgx.Conn) uint32 {
 	t.Helper()
 	var pid uint32
-	if err := conn.QueryRow(ctxT(t), "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+	if err := conn.QueryRow(testpg.Context(t), "SELECT pg_backend_pid()").Scan(&pid); err != nil {
 		t.Fatal(err)
 	}
 	return pid
@@ -114,7 +116,7 @@ func backendPID(t *testing.T, conn *pgx.Conn) uint32 {
 func terminate(t *testing.T, pid uint32) {
 	t.Helper()
 	su := superuser(t)
-	if _, err := su.Exec(ctxT(t), "SELECT pg_terminate_backend($1)", pid); err != nil {
+	if _, err := su.Exec(testpg.Context(t), "SELECT pg_terminate_backend($1)", pid); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the backend is gone", func() bool {
@@ -134,13 +136,13 @@ func TestABackendKilledWhileIdleIsReplacedTransparently(t *testing.T) {
 	if again := backendPID(t, conn); again == pid {
 		t.Fatal("served by the terminated backend")
 	}
-	scanVisible(t, conn.QueryRow(ctxT(t), visibleSQL)).check(t, "acme")
+	scanVisible(t, conn.QueryRow(testpg.Context(t), visibleSQL)).check(t, "acme")
 }
 
 func TestABackendKilledMidTransactionGivesTheClient08006AndIsReplaced(t *testing.T) {
 	e := startProxy(t, func(c *proxyConfig, _ *jwtConfig) { c.Pool.Size = 1 })
 	conn := e.connect(t, "acme")
-	ctx := ctxT(t)
+	ctx := testpg.Context(t)
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -151,7 +153,7 @@ func TestABackendKilledMidTransactionGivesTheClient08006AndIsReplaced(t *testing
 	}
 	terminate(t, pid)
 	_, err = tx.Exec(ctx, "SELECT 1")
-	if pgCode(err) != "08006" {
+	if testpg.SQLState(err) != "08006" {
 		t.Fatalf("got %v, want SQLSTATE 08006", err)
 	}
 	// A new session of the tenant gets a fresh backend.
@@ -171,7 +173,7 @@ func TestAClientKilledMidTransactionLeavesNoOpenTransaction(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			conn := e.connect(t, "acme")
-			ctx := ctxT(t)
+			ctx := testpg.Context(t)
 			if _, err := conn.Exec(ctx, "BEGIN"); err != nil {
 				t.Fatal(err)
 			}
@@ -196,7 +198,7 @@ func TestAClientKilledMidTransactionLeavesNoOpenTransaction(t *testing.T) {
 		})
 	}
 	var n int
-	if err := su.QueryRow(ctxT(t), "SELECT count(*) FROM items WHERE name = 'left behind'").Scan(&n); err != nil || n != 0 {
+	if err := su.QueryRow(testpg.Context(t), "SELECT count(*) FROM items WHERE name = 'left behind'").Scan(&n); err != nil || n != 0 {
 		t.Fatalf("the abandoned insert was committed (%d rows, %v)", n, err)
 	}
 }
@@ -216,8 +218,8 @@ func TestCancelReachesTheBackendServingTheClient(t *testing.T) {
 		done <- err
 	}()
 	start := time.Now()
-	_, err := conn.Exec(ctxT(t), "SELECT pg_sleep(30)")
-	if pgCode(err) != "57014" {
+	_, err := conn.Exec(testpg.Context(t), "SELECT pg_sleep(30)")
+	if testpg.SQLState(err) != "57014" {
 		t.Fatalf("got %v, want SQLSTATE 57014", err)
 	}
 	if time.Since(start) > 20*time.Second {
@@ -226,7 +228,7 @@ func TestCancelReachesTheBackendServingTheClient(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("the cancel reached another client's query: %v", err)
 	}
-	scanVisible(t, conn.QueryRow(ctxT(t), visibleSQL)).check(t, "acme")
+	scanVisible(t, conn.QueryRow(testpg.Context(t), visibleSQL)).check(t, "acme")
 
 	// A guessed key reaches nothing and is counted.
 	c, err := net.Dial("tcp", e.addr)

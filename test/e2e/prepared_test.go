@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgtenant/pgtenant/internal/pgcluster"
+	"github.com/pgtenant/pgtenant/test/testpg"
 )
 
 // connectMode is connect with a chosen pgx query mode.
@@ -25,7 +26,7 @@ func (e *env) connectMode(t testing.TB, org string, mode pgx.QueryExecMode) *pgx
 		t.Fatal(err)
 	}
 	cfg.DefaultQueryExecMode = mode
-	conn, err := pgx.ConnectConfig(ctxT(t), cfg)
+	conn, err := pgx.ConnectConfig(testpg.Context(t), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +77,7 @@ func TestPgxPreparedStatementsWorkAcrossTransactionsAndBackends(t *testing.T) {
 func TestClientsOfOneTenantKeepTheirOwnStatementsOnASharedBackend(t *testing.T) {
 	e := startProxy(t, func(c *proxyConfig, _ *jwtConfig) { c.Pool.Size = 1 })
 	a, b := e.connect(t, "acme").PgConn(), e.connect(t, "acme").PgConn()
-	ctx := ctxT(t)
+	ctx := testpg.Context(t)
 	if _, err := a.Prepare(ctx, "s1", "SELECT 'from a'", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +99,7 @@ func TestClientsOfOneTenantKeepTheirOwnStatementsOnASharedBackend(t *testing.T) 
 	if err := a.Deallocate(ctx, "s1"); err != nil {
 		t.Fatal(err)
 	}
-	if res := a.ExecPrepared(ctx, "s1", nil, nil, nil).Read(); pgCode(res.Err) != "26000" {
+	if res := a.ExecPrepared(ctx, "s1", nil, nil, nil).Read(); testpg.SQLState(res.Err) != "26000" {
 		t.Fatalf("a's closed statement: %v, want 26000", res.Err)
 	}
 	if res := b.ExecPrepared(ctx, "s1", nil, nil, nil).Read(); res.Err != nil || string(res.Rows[0][0]) != "from b" {
@@ -111,7 +112,7 @@ func TestClientsOfOneTenantKeepTheirOwnStatementsOnASharedBackend(t *testing.T) 
 	if _, err := b.Exec(ctx, `DEALLOCATE "S2"`).ReadAll(); err != nil {
 		t.Fatalf("DEALLOCATE of a protocol-level statement: %v", err)
 	}
-	if res := b.ExecPrepared(ctx, "S2", nil, nil, nil).Read(); pgCode(res.Err) != "26000" {
+	if res := b.ExecPrepared(ctx, "S2", nil, nil, nil).Read(); testpg.SQLState(res.Err) != "26000" {
 		t.Fatalf("after DEALLOCATE: %v, want 26000", res.Err)
 	}
 	// Unquoted names fold to lower case, as in PostgreSQL.
@@ -121,18 +122,18 @@ func TestClientsOfOneTenantKeepTheirOwnStatementsOnASharedBackend(t *testing.T) 
 	if _, err := b.Exec(ctx, "DEALLOCATE PREPARE S3;").ReadAll(); err != nil {
 		t.Fatalf("DEALLOCATE S3: %v", err)
 	}
-	if res := b.ExecPrepared(ctx, "s3", nil, nil, nil).Read(); pgCode(res.Err) != "26000" {
+	if res := b.ExecPrepared(ctx, "s3", nil, nil, nil).Read(); testpg.SQLState(res.Err) != "26000" {
 		t.Fatalf("after DEALLOCATE S3: %v, want 26000", res.Err)
 	}
 	// DEALLOCATE ALL too.
 	if _, err := b.Exec(ctx, "DEALLOCATE ALL").ReadAll(); err != nil {
 		t.Fatal(err)
 	}
-	if res := b.ExecPrepared(ctx, "s1", nil, nil, nil).Read(); pgCode(res.Err) != "26000" {
+	if res := b.ExecPrepared(ctx, "s1", nil, nil, nil).Read(); testpg.SQLState(res.Err) != "26000" {
 		t.Fatalf("after DEALLOCATE ALL: %v, want 26000", res.Err)
 	}
 	// Another client's backend name is not a way in.
-	if res := a.ExecPrepared(ctx, "pgt_1_1", nil, nil, nil).Read(); pgCode(res.Err) != "26000" {
+	if res := a.ExecPrepared(ctx, "pgt_1_1", nil, nil, nil).Read(); testpg.SQLState(res.Err) != "26000" {
 		t.Fatalf("binding a pgtenant statement name: %v, want 26000", res.Err)
 	}
 }
@@ -140,7 +141,7 @@ func TestClientsOfOneTenantKeepTheirOwnStatementsOnASharedBackend(t *testing.T) 
 func TestSQLPreparedStatementsDoNotReachAnotherClient(t *testing.T) {
 	e := startProxy(t, func(c *proxyConfig, _ *jwtConfig) { c.Pool.Size = 1 })
 	a, b := e.connect(t, "acme").PgConn(), e.connect(t, "acme").PgConn()
-	ctx := ctxT(t)
+	ctx := testpg.Context(t)
 	res, err := a.Exec(ctx, "BEGIN; PREPARE q AS SELECT 'secret of a'; EXECUTE q; COMMIT").ReadAll()
 	if err != nil || string(res[2].Rows[0][0]) != "secret of a" {
 		t.Fatalf("PREPARE and EXECUTE in one transaction: %v", err)
@@ -153,7 +154,7 @@ func TestSQLPreparedStatementsDoNotReachAnotherClient(t *testing.T) {
 		`EXECUTE U&"\0070gt_1_1"`,
 		"EXECUTE pgtenant_ctx_local",
 	} {
-		if _, err := b.Exec(ctx, sql).ReadAll(); pgCode(err) != "26000" {
+		if _, err := b.Exec(ctx, sql).ReadAll(); testpg.SQLState(err) != "26000" {
 			t.Errorf("%s from another client: %v, want 26000", sql, err)
 		}
 	}
@@ -165,7 +166,7 @@ func TestSQLPreparedStatementsDoNotReachAnotherClient(t *testing.T) {
 
 func TestSQLPreparedStatementsFollowTheClientAcrossBackends(t *testing.T) {
 	e := startProxy(t, func(c *proxyConfig, _ *jwtConfig) { c.Pool.Size = 2 })
-	ctx := ctxT(t)
+	ctx := testpg.Context(t)
 	a, b := e.connect(t, "acme").PgConn(), e.connect(t, "acme").PgConn()
 	if _, err := a.Exec(ctx, "PREPARE q (int, text) AS SELECT $1 + 1, $2 || '!', pg_backend_pid()").ReadAll(); err != nil {
 		t.Fatalf("PREPARE: %v", err)
@@ -213,7 +214,7 @@ func TestSQLPreparedStatementsFollowTheClientAcrossBackends(t *testing.T) {
 		t.Fatalf("EXECUTE after DEALLOCATE: %v", err)
 	}
 	// A PREPARE that fails leaves nothing behind, and the name is free.
-	if _, err := a.Exec(ctx, "PREPARE bad AS SELECT * FROM no_such_table").ReadAll(); pgCode(err) != "42P01" {
+	if _, err := a.Exec(ctx, "PREPARE bad AS SELECT * FROM no_such_table").ReadAll(); testpg.SQLState(err) != "42P01" {
 		t.Fatalf("PREPARE of a bad statement: %v", err)
 	}
 	if _, err := a.Exec(ctx, "PREPARE bad AS SELECT 'fixed'").ReadAll(); err != nil {
@@ -244,7 +245,7 @@ func TestPgbenchRunsInEveryProtocolMode(t *testing.T) {
 	}
 	for _, mode := range []string{"simple", "extended", "prepared"} {
 		t.Run(mode, func(t *testing.T) {
-			cmd := exec.CommandContext(ctxT(t), pgbench, "-n", "-f", script, "-c", "8", "-j", "2", "-t", "200",
+			cmd := exec.CommandContext(testpg.Context(t), pgbench, "-n", "-f", script, "-c", "8", "-j", "2", "-t", "200",
 				"-M", mode, "-h", host, "-p", port, "-U", "app", database)
 			cmd.Env = append(cmd.Environ(), "PGPASSWORD="+token(t, "acme"), "PGSSLMODE=disable")
 			out, err := cmd.CombinedOutput()
@@ -262,7 +263,7 @@ func TestABackendKeepsAtMostItsLimitOfStatementsAndReprepares(t *testing.T) {
 		c.MaxBackendStatements = 3
 	})
 	conn := e.connect(t, "acme").PgConn()
-	ctx := ctxT(t)
+	ctx := testpg.Context(t)
 	for i := 0; i < 5; i++ {
 		if _, err := conn.Prepare(ctx, "q"+string(rune('a'+i)), "SELECT "+string(rune('0'+i))+"::int AS n", nil); err != nil {
 			t.Fatal(err)

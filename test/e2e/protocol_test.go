@@ -11,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgtenant/pgtenant/test/testpg"
 )
 
 // rawSession is a logged-in connection driven message by message.
@@ -22,7 +24,7 @@ type rawSession struct {
 
 func hijack(t *testing.T, dsn string) *rawSession {
 	t.Helper()
-	pc, err := pgconn.Connect(ctxT(t), dsn)
+	pc, err := pgconn.Connect(testpg.Context(t), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +226,7 @@ func TestPsqlSeesOnlyItsTenantsRows(t *testing.T) {
 	e := startProxy(t, nil)
 	host, port, _ := net.SplitHostPort(e.addr)
 	for org, rows := range tenantRows {
-		cmd := exec.CommandContext(ctxT(t), psql, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+		cmd := exec.CommandContext(testpg.Context(t), psql, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1",
 			"-h", host, "-p", port, "-U", "app", "-d", database,
 			"-c", "SELECT current_setting('app.current_org') || ':' || string_agg(name, ',' ORDER BY id) FROM items",
 			"-c", "BEGIN", "-c", "SELECT count(*) FROM items", "-c", "COMMIT")

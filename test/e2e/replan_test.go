@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"testing"
+
+	"github.com/pgtenant/pgtenant/test/testpg"
 )
 
 // After a column is added, PostgreSQL refuses a statement prepared before
@@ -12,7 +14,7 @@ import (
 // group has run; otherwise the client gets PostgreSQL's error.
 func TestAStatementWhoseResultTypeChangedIsPreparedAgain(t *testing.T) {
 	e := startProxy(t, func(c *proxyConfig, _ *jwtConfig) { c.Pool.Size = 1 })
-	ctx := ctxT(t)
+	ctx := testpg.Context(t)
 	su := superuser(t)
 	if _, err := su.Exec(ctx, `DROP TABLE IF EXISTS replan_t; CREATE TABLE replan_t (a int);
 		INSERT INTO replan_t VALUES (1); GRANT SELECT ON replan_t TO `+appRole); err != nil {
@@ -42,7 +44,7 @@ func TestAStatementWhoseResultTypeChangedIsPreparedAgain(t *testing.T) {
 	if _, err := pc.Exec(ctx, "BEGIN").ReadAll(); err != nil {
 		t.Fatal(err)
 	}
-	if res := pc.ExecPrepared(ctx, "s", nil, nil, nil).Read(); pgCode(res.Err) != "0A000" {
+	if res := pc.ExecPrepared(ctx, "s", nil, nil, nil).Read(); testpg.SQLState(res.Err) != "0A000" {
 		t.Fatalf("in a transaction block: %v, want 0A000", res.Err)
 	}
 	if _, err := pc.Exec(ctx, "ROLLBACK").ReadAll(); err != nil {
@@ -58,7 +60,7 @@ func TestAStatementWhoseResultTypeChangedIsPreparedAgain(t *testing.T) {
 	if _, err := su.Exec(ctx, "ALTER TABLE replan_t ADD COLUMN d int"); err != nil {
 		t.Fatal(err)
 	}
-	if res := pc.ExecStatement(ctx, sd, nil, nil, nil).Read(); pgCode(res.Err) != "0A000" {
+	if res := pc.ExecStatement(ctx, sd, nil, nil, nil).Read(); testpg.SQLState(res.Err) != "0A000" {
 		t.Fatalf("binding with a cached description: %v, want 0A000", res.Err)
 	}
 	if res := pc.ExecPrepared(ctx, "s2", nil, nil, nil).Read(); res.Err != nil || len(res.FieldDescriptions) != 4 {

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/pgtenant/pgtenant/poolmgr"
+	"github.com/pgtenant/pgtenant/test/testpg"
 )
 
 func TestSessionPoolingKeepsSessionStateAndTheTenantContext(t *testing.T) {
@@ -13,7 +14,7 @@ func TestSessionPoolingKeepsSessionStateAndTheTenantContext(t *testing.T) {
 		c.Pool.Tenants = map[string]poolmgr.Override{"acme": {Mode: &session}}
 	})
 	acme, globex := e.connect(t, "acme"), e.connect(t, "globex")
-	ctx := ctxT(t)
+	ctx := testpg.Context(t)
 	pid := backendPID(t, acme)
 	for _, sql := range []string{
 		"CREATE TEMP TABLE notes (x int)",
@@ -51,7 +52,7 @@ func TestSessionPoolingKeepsSessionStateAndTheTenantContext(t *testing.T) {
 		t.Fatalf("DEALLOCATE moved the session: %d then %d", pid, got)
 	}
 	// The other tenant is still pooled by transaction, and refused as such.
-	if _, err := globex.Exec(ctx, "CREATE TEMP TABLE notes (x int)"); pgCode(err) != "0A000" {
+	if _, err := globex.Exec(ctx, "CREATE TEMP TABLE notes (x int)"); testpg.SQLState(err) != "0A000" {
 		t.Fatalf("transaction mode tenant: %v, want 0A000", err)
 	}
 	scanVisible(t, globex.QueryRow(ctx, visibleSQL)).check(t, "globex")

@@ -6,12 +6,14 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgtenant/pgtenant/test/testpg"
 )
 
 func TestShutdownLetsTransactionsFinishAndEndsSessionsWith57P01(t *testing.T) {
 	e := startProxy(t, nil)
 	idle, busy := hijack(t, e.dsn(token(t, "acme"))), e.connect(t, "globex")
-	ctx := ctxT(t)
+	ctx := testpg.Context(t)
 	tx, err := busy.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -4,12 +4,14 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgtenant/pgtenant/test/testpg"
 )
 
 func TestStateThatCannotCrossClientsIsRefusedWith0A000(t *testing.T) {
 	e := startProxy(t, func(c *proxyConfig, _ *jwtConfig) { c.Pool.Size = 1 })
 	conn := e.connect(t, "acme")
-	ctx := ctxT(t)
+	ctx := testpg.Context(t)
 	refused := []struct {
 		sql  string
 		args []any
@@ -26,7 +28,7 @@ func TestStateThatCannotCrossClientsIsRefusedWith0A000(t *testing.T) {
 		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
 			args := append([]any{mode}, r.args...)
 			_, err := conn.Exec(ctx, r.sql, args...)
-			if pgCode(err) != "0A000" {
+			if testpg.SQLState(err) != "0A000" {
 				t.Errorf("%q (%v): got %v, want SQLSTATE 0A000", r.sql, mode, err)
 			}
 		}
@@ -47,10 +49,10 @@ func TestStateThatCannotCrossClientsIsRefusedWith0A000(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tx.Exec(ctx, "LISTEN x"); pgCode(err) != "0A000" {
+	if _, err := tx.Exec(ctx, "LISTEN x"); testpg.SQLState(err) != "0A000" {
 		t.Fatalf("LISTEN in a transaction: %v", err)
 	}
-	if _, err := tx.Exec(ctx, "SELECT 1"); pgCode(err) != "25P02" {
+	if _, err := tx.Exec(ctx, "SELECT 1"); testpg.SQLState(err) != "25P02" {
 		t.Fatalf("after the refusal: %v, want 25P02", err)
 	}
 	_ = tx.Rollback(ctx)

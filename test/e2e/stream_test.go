@@ -6,12 +6,14 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgtenant/pgtenant/test/testpg"
 )
 
 func TestLargeValuesAndCopyStreamThroughBothWays(t *testing.T) {
 	e := startProxy(t, nil)
 	conn := e.connect(t, "acme")
-	ctx := ctxT(t)
+	ctx := testpg.Context(t)
 
 	// A result row far larger than any proxy buffer, and a query text too.
 	big := strings.Repeat("x", 3<<20)
