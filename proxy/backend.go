@@ -110,9 +110,9 @@ func (b *backendConn) cancel(timeout time.Duration) {
 type backendDialer struct {
 	base    *pgconn.Config
 	setting string
-	// setConfig selects set_config(setting, org, true) instead of SET LOCAL
-	// for the per-transaction context (see Config.SetConfig).
-	setConfig bool
+	// setWith says how the per-transaction context is set (see
+	// Config.SetWith).
+	setWith SetWith
 	// signer, when set, signs the context token each transaction carries
 	// in tokenSetting.
 	signer       ContextSigner
@@ -124,8 +124,8 @@ type backendDialer struct {
 // checkServerLog warns the operator, once, when PostgreSQL would write the
 // WARNING that SET LOCAL raises outside a transaction block to its log for
 // every transaction pgtenant runs.
-func (d *backendDialer) checkServerLog(ctx context.Context, pc *pgconn.PgConn) {
-	if d.setConfig {
+func (d *backendDialer) checkServerLog(ctx context.Context, pc *pgconn.PgConn, bctx *backendContext) {
+	if bctx.setConfig {
 		return
 	}
 	d.logCheck.Do(func() {
@@ -138,15 +138,15 @@ func (d *backendDialer) checkServerLog(ctx context.Context, pc *pgconn.PgConn) {
 		default:
 			d.log.Warn().Str("log_min_messages", level).Str("role", pc.ParameterStatus("session_authorization")).
 				Msg("PostgreSQL will log a WARNING \"SET LOCAL can only be used in transaction blocks\" for every transaction; " +
-					"run ALTER ROLE <this role> SET log_min_messages = error as a superuser, or set tenancy.set_with = set_config (not on Citus)")
+					"run ALTER ROLE <this role> SET log_min_messages = error as a superuser, or set tenancy.set_with = auto (set_config except on Citus)")
 		}
 	})
 }
 
 // localSQL is a statement that sets a setting to a literal for the current
-// transaction only.
-func (d *backendDialer) localSQL(setting, lit string) string {
-	if d.setConfig {
+// transaction only, in the form the connection uses.
+func localSQL(bctx *backendContext, setting, lit string) string {
+	if bctx.setConfig {
 		return "SELECT pg_catalog.set_config('" + setting + "', " + lit + ", true)"
 	}
 	return "SET LOCAL " + setting + " TO " + lit
@@ -177,10 +177,16 @@ func (d *backendDialer) dial(ctx context.Context, key poolmgr.Key) (*backendConn
 			pc.Close(context.Background())
 		}
 	}()
-	if _, err := pc.Prepare(ctx, ctxLocalStmt, d.localSQL(d.setting, lit), nil); err != nil {
+	bctx := &backendContext{org: key.Tenant, orgLit: lit}
+	if d.setWith == SetWithAuto || d.signer != nil {
+		if bctx.citus, err = detectCitus(ctx, pc); err != nil {
+			return nil, pgerr.New(pgerr.ConnectionException, "backend_setup", "cannot read the database's extensions").Wrap(err)
+		}
+	}
+	bctx.setConfig = d.setWith == SetWithConfig || d.setWith == SetWithAuto && !bctx.citus
+	if _, err := pc.Prepare(ctx, ctxLocalStmt, localSQL(bctx, d.setting, lit), nil); err != nil {
 		return nil, pgerr.New(pgerr.ConnectionException, "backend_setup", "cannot prepare the tenant context on the backend").Wrap(err)
 	}
-	bctx := &backendContext{org: key.Tenant, orgLit: lit}
 	if d.signer != nil {
 		if err := d.prepareToken(ctx, pc, bctx); err != nil {
 			return nil, pgerr.New(pgerr.ConnectionException, "backend_setup", "cannot prepare the signed tenant context on the backend").Wrap(err)
@@ -191,7 +197,7 @@ func (d *backendDialer) dial(ctx context.Context, key poolmgr.Key) (*backendConn
 			return nil, pgerr.New(pgerr.ConnectionException, "backend_setup", "cannot prepare the session statements on the backend").Wrap(err)
 		}
 	}
-	d.checkServerLog(ctx, pc)
+	d.checkServerLog(ctx, pc, bctx)
 	// pgconn may have started its background reader during a slow write;
 	// it must be stopped, with nothing buffered, before the socket is ours.
 	if err := pc.SyncConn(ctx); err != nil {

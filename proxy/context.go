@@ -31,10 +31,11 @@ type ContextSigner interface {
 type backendContext struct {
 	org    string
 	orgLit string // org as a SQL literal
-	// With a signer: the connection's identity and its current token.
 	// citus records that the database runs Citus, where only SET LOCAL
-	// reaches the worker nodes.
-	citus           bool
+	// reaches the worker nodes (detected with a signer or SetWithAuto);
+	// setConfig that the org is set with set_config rather than SET LOCAL.
+	citus, setConfig bool
+	// With a signer: the connection's identity and its current token.
 	identity        int64
 	token           string
 	refreshAt       time.Time // half the token's life
@@ -42,31 +43,31 @@ type backendContext struct {
 	refreshPrepared []byte // reused buffer for a token refresh
 }
 
-// identitySQL finds the identity a token is bound to: the global pid on
-// Citus, where worker nodes verify the token against the coordinator's
-// backend, and pg_backend_pid() elsewhere.
-const identitySQL = "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus') THEN 1 ELSE 0 END, pg_catalog.pg_backend_pid()"
+// detectCitus reports whether the database runs Citus.
+func detectCitus(ctx context.Context, pc *pgconn.PgConn) (bool, error) {
+	res, err := pc.Exec(ctx, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus')").ReadAll()
+	if err != nil {
+		return false, err
+	}
+	return string(res[0].Rows[0][0]) == "t", nil
+}
 
-// prepareToken reads the connection's identity, signs its first token and
-// prepares the statement that sets it.
+// prepareToken reads the connection's identity (the global pid on Citus,
+// where worker nodes verify the token against the coordinator's backend,
+// pg_backend_pid() elsewhere), signs its first token and prepares the
+// statement that sets it. bctx.citus is known.
 func (d *backendDialer) prepareToken(ctx context.Context, pc *pgconn.PgConn, bctx *backendContext) error {
-	res, err := pc.Exec(ctx, identitySQL).ReadAll()
+	identity := "SELECT pg_catalog.pg_backend_pid()"
+	if bctx.citus {
+		identity = "SELECT citus_backend_gpid()"
+	}
+	res, err := pc.Exec(ctx, identity).ReadAll()
 	if err != nil {
 		return err
 	}
-	row := res[0].Rows[0]
-	id, err := strconv.ParseInt(string(row[1]), 10, 64)
+	id, err := strconv.ParseInt(string(res[0].Rows[0][0]), 10, 64)
 	if err != nil {
 		return err
-	}
-	if bctx.citus = string(row[0]) == "1"; bctx.citus {
-		res, err := pc.Exec(ctx, "SELECT citus_backend_gpid()").ReadAll()
-		if err != nil {
-			return err
-		}
-		if id, err = strconv.ParseInt(string(res[0].Rows[0][0]), 10, 64); err != nil {
-			return err
-		}
 	}
 	bctx.identity = id
 	d.sign(bctx, time.Now())

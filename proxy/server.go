@@ -49,6 +49,11 @@ type Config struct {
 	Databases map[string]string
 	// Setting is the tenant context setting, e.g. app.current_org.
 	Setting string
+	// SetWith says how the per-transaction context is set (SetWithLocal
+	// when empty); SetWithAuto picks set_config, unless the database runs
+	// Citus, which needs SET LOCAL. SetConfig is the older spelling of
+	// SetWithConfig.
+	SetWith SetWith
 	// SetConfig sets the per-transaction context with
 	// set_config(Setting, org, true) instead of SET LOCAL. Both are
 	// transaction-local; set_config avoids the WARNING PostgreSQL logs for
@@ -86,6 +91,16 @@ type Config struct {
 	// statements, rejected contexts, RLS violations, failed logins.
 	Audit Auditor
 }
+
+// SetWith is how the per-transaction context is set.
+type SetWith string
+
+// The ways to set the per-transaction context.
+const (
+	SetWithLocal  SetWith = "set_local"
+	SetWithConfig SetWith = "set_config"
+	SetWithAuto   SetWith = "auto"
+)
 
 var settingPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$`)
 
@@ -152,7 +167,11 @@ func New(cfg Config, authn Authenticator, opts ...Option) (*Server, error) {
 	s.mu.listeners = map[net.Listener]struct{}{}
 	s.mu.sessions = map[*session]struct{}{}
 	s.mu.cancel = map[uint32]*session{}
-	s.dialer = &backendDialer{base: cfg.Backend, setting: cfg.Setting, setConfig: cfg.SetConfig,
+	setWith := cfg.SetWith
+	if cfg.SetConfig {
+		setWith = SetWithConfig
+	}
+	s.dialer = &backendDialer{base: cfg.Backend, setting: cfg.Setting, setWith: setWith,
 		signer: cfg.Signer, tokenSetting: cfg.TokenSetting, log: s.log}
 	s.pools = poolmgr.New[*backendConn](cfg.Pool, s.dialer.dial)
 	return s, nil

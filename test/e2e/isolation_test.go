@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgtenant/pgtenant/proxy"
 	"github.com/pgtenant/pgtenant/test/testpg"
 )
 
@@ -67,12 +68,9 @@ func lastRow(t *testing.T, results []*pgconn.Result) []string {
 }
 
 func TestEachTenantSeesOnlyItsRowsThroughEveryProtocolPath(t *testing.T) {
-	for _, form := range []struct {
-		name      string
-		setConfig bool
-	}{{"SET LOCAL", false}, {"set_config", true}} {
-		t.Run(form.name, func(t *testing.T) {
-			e := startProxy(t, func(c *proxyConfig, _ *jwtConfig) { c.SetConfig = form.setConfig })
+	for _, form := range []proxy.SetWith{proxy.SetWithLocal, proxy.SetWithConfig, proxy.SetWithAuto} {
+		t.Run(string(form), func(t *testing.T) {
+			e := startProxy(t, func(c *proxyConfig, _ *jwtConfig) { c.SetWith = form })
 			eachTenantSeesOnlyItsRows(t, e)
 		})
 	}
