@@ -26,7 +26,7 @@ const (
 	DefaultListen       = "127.0.0.1:6432"
 	DefaultAdminListen  = "127.0.0.1:9432"
 	DefaultSetting      = "app.current_org"
-	DefaultSetWith      = "set_local"
+	DefaultSetWith      = "auto"
 	DefaultTLSRequire   = "auto"
 	DefaultLogLevel     = "info"
 	DefaultLogFormat    = "json"
@@ -60,6 +60,55 @@ type Config struct {
 	Guard Guard `mapstructure:"guard"`
 	// Audit configures the audit log of cross-tenant attempts.
 	Audit audit.Config `mapstructure:"audit"`
+	// Policies configures pgtenant policies list, apply and remove.
+	Policies Policies `mapstructure:"policies"`
+}
+
+// Policies is the policies.* section: which tables are tenant tables and
+// how pgtenant policies apply writes their policies.
+type Policies struct {
+	// Tables selects the tenant tables; with no include patterns, every
+	// table with the org column is one.
+	Tables PolicyTables `mapstructure:"tables"`
+	// OrgColumn is the column that holds a row's tenant.
+	OrgColumn string `mapstructure:"org_column"`
+	// OrgType is the org column's type: text or uuid.
+	OrgType string `mapstructure:"org_type"`
+	// Citus writes policies without subqueries, which Citus rejects on
+	// distributed tables.
+	Citus bool `mapstructure:"citus"`
+}
+
+// PolicyTables is the policies.tables.* section.
+type PolicyTables struct {
+	// Include are schema.table globs of tenant tables (path.Match syntax).
+	Include []string `mapstructure:"include"`
+	// Exclude are globs of tables that are never tenant tables; they win
+	// over Include and over discovery.
+	Exclude []string `mapstructure:"exclude"`
+}
+
+// Selection is the table selection of policies.tables and org_column.
+func (p Policies) Selection() policies.TableSelection {
+	return policies.TableSelection{Include: p.Tables.Include, Exclude: p.Tables.Exclude, OrgColumn: p.OrgColumn}
+}
+
+// ApplyOptions are the options of pgtenant policies apply for appRoles.
+func (p Policies) ApplyOptions(appRoles []string) policies.ApplyOptions {
+	return policies.ApplyOptions{Selection: p.Selection(), OrgType: p.OrgType, Citus: p.Citus, AppRoles: appRoles}
+}
+
+// Validate checks the policies section, naming the key.
+func (p Policies) Validate() error {
+	if p.OrgColumn == "" || len(p.OrgColumn) > 63 || strings.ContainsRune(p.OrgColumn, 0) {
+		return fmt.Errorf("policies.org_column: %q must be a column name of 1 to 63 bytes", p.OrgColumn)
+	}
+	switch p.OrgType {
+	case policies.OrgTypeText, policies.OrgTypeUUID:
+	default:
+		return fmt.Errorf("policies.org_type: %q must be text or uuid", p.OrgType)
+	}
+	return p.Selection().Validate()
 }
 
 // Admin is the admin.* section.
@@ -98,10 +147,11 @@ type Tenancy struct {
 	Setting string `mapstructure:"setting"`
 	// OrgPattern is the regular expression a tenant id must match; anchored.
 	OrgPattern string `mapstructure:"org_pattern"`
-	// SetWith is how each transaction's context is set: "set_local" (SET
-	// LOCAL; required on Citus) or "set_config" (set_config(..., true):
-	// same effect, without the WARNING PostgreSQL writes to its log for
-	// SET LOCAL in every implicit transaction).
+	// SetWith is how each transaction's context is set: "auto" (set_config,
+	// or SET LOCAL where the database runs Citus), "set_local" (SET LOCAL;
+	// required on Citus) or "set_config" (set_config(..., true): same
+	// effect, without the WARNING PostgreSQL sends, and flushes, for SET
+	// LOCAL in every implicit transaction).
 	SetWith string `mapstructure:"set_with"`
 	// ContextKeys sign the per-transaction context token that
 	// tenancy.current_org() verifies; the first signs, all are installed
@@ -239,6 +289,8 @@ func (c *Config) SetDefaults() {
 	orDefault(&c.Tenancy.Hardening, HardeningWarn)
 	orDefault(&c.Guard.CacheSize, policies.DefaultGuardCacheSize)
 	c.Audit.SetDefaults()
+	orDefault(&c.Policies.OrgColumn, policies.DefaultOrgColumn)
+	orDefault(&c.Policies.OrgType, policies.OrgTypeText)
 	switch c.TLS.Require {
 	case "1": // a YAML boolean, as viper decodes it into a string
 		c.TLS.Require = "true"
@@ -301,8 +353,10 @@ func (c Config) Validate() error {
 	if _, err := c.OrgRegexp(); err != nil {
 		return err
 	}
-	if c.Tenancy.SetWith != "set_local" && c.Tenancy.SetWith != "set_config" {
-		return fmt.Errorf("tenancy.set_with: %q must be set_local or set_config", c.Tenancy.SetWith)
+	switch proxy.SetWith(c.Tenancy.SetWith) {
+	case proxy.SetWithAuto, proxy.SetWithLocal, proxy.SetWithConfig:
+	default:
+		return fmt.Errorf("tenancy.set_with: %q must be auto, set_local or set_config", c.Tenancy.SetWith)
 	}
 	for i, k := range c.Tenancy.ContextKeys {
 		if k.ID == "" || k.SecretFile == "" {
@@ -334,6 +388,9 @@ func (c Config) Validate() error {
 		}
 	}
 	if err := c.Audit.Validate(); err != nil {
+		return err
+	}
+	if err := c.Policies.Validate(); err != nil {
 		return err
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {

@@ -30,7 +30,7 @@ auth:
 func TestDefaultsFillEveryKey(t *testing.T) {
 	c := Default()
 	if c.Listen != DefaultListen || c.Admin.Listen != DefaultAdminListen || c.Tenancy.Setting != DefaultSetting ||
-		c.Auth.JWT.OrgClaim != "org_id" || c.Tenancy.SetWith != "set_local" || c.Pool.Size == 0 || c.Client.LoginTimeout == 0 {
+		c.Auth.JWT.OrgClaim != "org_id" || c.Tenancy.SetWith != "auto" || c.Pool.Size == 0 || c.Client.LoginTimeout == 0 {
 		t.Fatalf("defaults not applied: %+v", c)
 	}
 }
@@ -99,6 +99,8 @@ func TestInvalidConfigsAreRefusedNamingTheKey(t *testing.T) {
 		{"pool size", minimalYAML + "pool:\n  size: -1\n", "pool.size"},
 		{"pool mode", minimalYAML + "pool:\n  mode: statement\n", "pool.mode"},
 		{"log level", minimalYAML + "log:\n  level: loud\n", "log.level"},
+		{"org type", minimalYAML + "policies:\n  org_type: int\n", "policies.org_type"},
+		{"table pattern without schema", minimalYAML + "policies:\n  tables:\n    include: [orders]\n", "policies.tables"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -147,6 +149,42 @@ func TestDSNErrorsDoNotLeakThePassword(t *testing.T) {
 	err := c.Validate()
 	if err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+func TestPoliciesSectionIsReadWithDefaults(t *testing.T) {
+	c, err := Load(writeFile(t, "c.yaml", minimalYAML), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := c.Policies; p.OrgColumn != "org_id" || p.OrgType != "text" || p.Citus || len(p.Tables.Include) > 0 {
+		t.Errorf("policies defaults = %+v", p)
+	}
+	c, err = Load(writeFile(t, "c.yaml", minimalYAML+`
+policies:
+  tables:
+    include: ["public.*", "billing.invoice_*"]
+    exclude: [public.countries]
+  org_column: tenant_id
+  org_type: uuid
+  citus: true
+`), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := c.Policies.ApplyOptions([]string{"app"})
+	if len(o.Selection.Include) != 2 || o.Selection.Exclude[0] != "public.countries" || o.Selection.OrgColumn != "tenant_id" ||
+		o.OrgType != "uuid" || !o.Citus || o.AppRoles[0] != "app" {
+		t.Errorf("apply options = %+v", o)
+	}
+	t.Setenv("PGTENANT_POLICIES_TABLES_INCLUDE", "public.*,billing.*")
+	t.Setenv("PGTENANT_POLICIES_CITUS", "true")
+	c, err = Load(writeFile(t, "c.yaml", minimalYAML), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inc := c.Policies.Tables.Include; len(inc) != 2 || inc[1] != "billing.*" || !c.Policies.Citus {
+		t.Errorf("policies from the environment = %+v", c.Policies)
 	}
 }
 

@@ -68,6 +68,15 @@ CREATE INDEX IF NOT EXISTS audit_events_org_at ON tenancy.audit_events (org, at 
 REVOKE ALL ON tenancy.audit_events FROM PUBLIC;
 REVOKE ALL ON SEQUENCE tenancy.audit_events_id_seq FROM PUBLIC;
 
+-- The tenant tables pgtenant policies apply has made tenant-safe, with the
+-- version of the policies it wrote (policies.PolicyVersion).
+CREATE TABLE IF NOT EXISTS tenancy.tables (
+	table_name     text        PRIMARY KEY,
+	policy_version integer     NOT NULL,
+	applied_at     timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+REVOKE ALL ON tenancy.tables FROM PUBLIC;
+
 -- The identity a token is bound to: the backend's pid, or on Citus its
 -- global pid, which workers see as the coordinator backend's. Chosen when
 -- this file runs; install again after adding Citus. A plain SQL function, so

@@ -2,15 +2,18 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
+	"github.com/pgtenant/pgtenant/config"
 	"github.com/pgtenant/pgtenant/policies"
 )
 
@@ -23,7 +26,8 @@ func newPoliciesCmd() *cobra.Command {
 		Short: "Install and check the database side of tenancy",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newPoliciesInstallCmd(), newPoliciesCheckCmd())
+	cmd.AddCommand(newPoliciesInstallCmd(), newPoliciesCheckCmd(),
+		newPoliciesListCmd(), newPoliciesApplyCmd(), newPoliciesRemoveCmd(), newPoliciesVerifyCmd(), newPoliciesPlansCmd())
 	return cmd
 }
 
@@ -36,8 +40,12 @@ type policiesTarget struct {
 
 func (p *policiesTarget) addFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVar(&p.dsn, "dsn", "", "DSN of the database, as its owner or a superuser (default $"+policiesDSNEnv+")")
+	p.addDSNFlag(cmd)
 	f.StringArrayVar(&p.appRoles, "app-role", nil, "role pgtenant connects as (repeat for several; required)")
+}
+
+func (p *policiesTarget) addDSNFlag(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&p.dsn, "dsn", "", "DSN of the database, as its owner or a superuser (default $"+policiesDSNEnv+")")
 }
 
 // connect checks the flags and connects.
@@ -45,11 +53,19 @@ func (p *policiesTarget) connect(ctx context.Context) (*pgx.Conn, error) {
 	if p.dsn == "" {
 		p.dsn = os.Getenv(policiesDSNEnv)
 	}
-	if p.dsn == "" {
-		return nil, errors.New("--dsn or " + policiesDSNEnv + " is required: the database to install into, as its owner or a superuser")
-	}
-	if len(p.appRoles) == 0 {
+	if p.dsn != "" && len(p.appRoles) == 0 {
 		return nil, errors.New("--app-role is required: the role pgtenant connects as (backend.dsn's user)")
+	}
+	return p.connectDSN(ctx)
+}
+
+// connectDSN connects without needing --app-role.
+func (p *policiesTarget) connectDSN(ctx context.Context) (*pgx.Conn, error) {
+	if p.dsn == "" {
+		p.dsn = os.Getenv(policiesDSNEnv)
+	}
+	if p.dsn == "" {
+		return nil, errors.New("--dsn or " + policiesDSNEnv + " is required: the database, as its owner or a superuser")
 	}
 	conn, err := pgx.Connect(ctx, p.dsn)
 	if err != nil {
@@ -195,4 +211,183 @@ func contextKeysFromFlags(ids, files []string) ([]policies.ContextKey, error) {
 		}
 	}
 	return keys, nil
+}
+
+// withConn connects (with the application roles when roles is set), runs
+// fn and closes the connection.
+func (p *policiesTarget) withConn(cmd *cobra.Command, roles bool, fn func(context.Context, *pgx.Conn) error) error {
+	ctx := cmd.Context()
+	connect := p.connectDSN
+	if roles {
+		connect = p.connect
+	}
+	conn, err := connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	return fn(ctx, conn)
+}
+
+// policiesConfig reads the policies section of --config and the
+// environment.
+func policiesConfig(cmd *cobra.Command, file string) (config.Policies, error) {
+	cfg, err := loadConfig(cmd, file, false)
+	if err != nil {
+		return config.Policies{}, err
+	}
+	if err := cfg.Policies.Validate(); err != nil {
+		return config.Policies{}, err
+	}
+	return cfg.Policies, nil
+}
+
+func newPoliciesListCmd() *cobra.Command {
+	var (
+		target policiesTarget
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "list [--config FILE] [--dsn DSN] [--json]",
+		Short: "List every table, whether it is a tenant table and why",
+		Long: "List every ordinary and partitioned table of the database with the decision of policies.tables " +
+			"(include and exclude patterns, or discovery by the org column when there are no include patterns) " +
+			"and its reason. Partitions follow their parent unless a pattern names them.",
+		Args: cobra.NoArgs,
+	}
+	target.addDSNFlag(cmd)
+	file := addConfigFlags(cmd, false)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array of tables")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		pc, err := policiesConfig(cmd, *file)
+		if err != nil {
+			return err
+		}
+		var tables []policies.Table
+		err = target.withConn(cmd, false, func(ctx context.Context, conn *pgx.Conn) (err error) {
+			tables, err = policies.ListTables(ctx, conn, pc.Selection())
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		w := cmd.OutOrStdout()
+		if asJSON {
+			if tables == nil {
+				tables = []policies.Table{}
+			}
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			return enc.Encode(tables)
+		}
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "TABLE\tTENANT\tWHY")
+		for _, t := range tables {
+			in := "no"
+			if t.Tenant {
+				in = "yes"
+			}
+			fmt.Fprintf(tw, "%s.%s\t%s\t%s\n", t.Schema, t.Name, in, t.Reason)
+		}
+		return tw.Flush()
+	}
+	return cmd
+}
+
+func newPoliciesApplyCmd() *cobra.Command {
+	var (
+		target                            policiesTarget
+		dryRun, rewriteKeys, concurrently bool
+	)
+	cmd := &cobra.Command{
+		Use:   "apply --dsn DSN --app-role ROLE [--config FILE] [--dry-run] [--rewrite-keys] [--concurrently]",
+		Short: "Make the tenant tables tenant-safe: org column, RLS policies, indexes, hardening",
+		Long: "In one transaction, for every tenant table (see policies list): add the org column where missing, " +
+			"enable and force Row-Level Security with the pgtenant_select/insert/update/delete policies, create " +
+			"indexes that lead with the org column, make views over tenant tables security_invoker, revoke " +
+			"TRUNCATE, REFERENCES, TRIGGER and TEMPORARY from the application roles, and record the policy " +
+			"version in tenancy.tables. Only what is missing is done: a second run changes nothing. Unique keys " +
+			"and foreign keys without the org column are printed as offered rewrites, applied with --rewrite-keys. " +
+			"Tables whose rows have no org yet get the column and wait for a backfill (docs/rls.md). " +
+			"Run pgtenant policies install first.",
+		Args: cobra.NoArgs,
+	}
+	target.addFlags(cmd)
+	file := addConfigFlags(cmd, false)
+	f := cmd.Flags()
+	f.BoolVar(&dryRun, "dry-run", false, "print the SQL apply would run and change nothing")
+	f.BoolVar(&rewriteKeys, "rewrite-keys", false, "rewrite unique keys and foreign keys to include the org column")
+	f.BoolVar(&concurrently, "concurrently", false, "create indexes with CREATE INDEX CONCURRENTLY after the transaction")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		pc, err := policiesConfig(cmd, *file)
+		if err != nil {
+			return err
+		}
+		opts := pc.ApplyOptions(target.appRoles)
+		opts.RewriteKeys, opts.Concurrently = rewriteKeys, concurrently
+		w := cmd.OutOrStdout()
+		return target.withConn(cmd, true, func(ctx context.Context, conn *pgx.Conn) error {
+			if dryRun {
+				p, err := policies.Plan(ctx, conn, opts)
+				if err != nil {
+					return err
+				}
+				printPlan(w, p, "would run")
+				return nil
+			}
+			p, err := policies.Apply(ctx, conn, opts)
+			if p != nil {
+				printPlan(w, p, "ran")
+			}
+			if err != nil {
+				return fmt.Errorf("apply: %w", err)
+			}
+			return nil
+		})
+	}
+	return cmd
+}
+
+// printPlan prints a plan's SQL, the offered rewrites and the backfills.
+func printPlan(w io.Writer, p *policies.ApplyPlan, verb string) {
+	fmt.Fprintf(w, "-- %d tenant table(s)\n", len(p.Tables))
+	if p.Empty() {
+		fmt.Fprintln(w, "-- nothing to do: every tenant table is in place")
+	} else {
+		fmt.Fprintf(w, "-- apply %s:\n%s", verb, p.SQL())
+	}
+	if len(p.Offered) > 0 {
+		fmt.Fprintln(w, "-- rewrite offered (keys without the org column; run apply --rewrite-keys to apply):")
+		for _, s := range p.Offered {
+			fmt.Fprintf(w, "-- %s\n--   %s;\n", s.Comment, s.SQL)
+		}
+	}
+	for _, b := range p.Backfill {
+		fmt.Fprintf(w, "-- backfill needed: %s has rows without an org; as its owner: %s; then run apply again\n", b.Table, b.SQL)
+	}
+}
+
+func newPoliciesRemoveCmd() *cobra.Command {
+	var target policiesTarget
+	cmd := &cobra.Command{
+		Use:   "remove --dsn DSN TABLE",
+		Short: "Undo apply for one table: drop its pgtenant policies and Row-Level Security",
+		Long: "In one transaction: drop the pgtenant_* policies of TABLE, NO FORCE ROW LEVEL SECURITY, DISABLE ROW " +
+			"LEVEL SECURITY unless other policies remain, and delete its tenancy.tables row. The org column, " +
+			"indexes, rewritten keys, views' security_invoker and revoked privileges stay. Partitions are " +
+			"separate tables: remove each.",
+		Args: cobra.ExactArgs(1),
+	}
+	target.addDSNFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		err := target.withConn(cmd, false, func(ctx context.Context, conn *pgx.Conn) error {
+			return policies.Remove(ctx, conn, args[0])
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "removed pgtenant's policies and Row-Level Security from %s\n", args[0])
+		return nil
+	}
+	return cmd
 }

@@ -2,11 +2,16 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/pgtenant/pgtenant/internal/pgcluster"
 )
@@ -14,18 +19,7 @@ import (
 func TestPoliciesInstallThenCheckAGoodAndABadRole(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	c, err := pgcluster.Start(ctx, pgcluster.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := c.Stop(); err != nil {
-			t.Errorf("stopping PostgreSQL: %v", err)
-		}
-	})
-	if err := c.CreateDatabase(ctx, "app"); err != nil {
-		t.Fatal(err)
-	}
+	c := startAppCluster(ctx, t)
 	for _, role := range []string{"good_app", "bad_app"} {
 		if err := c.CreateRole(ctx, role, "pw"); err != nil {
 			t.Fatal(err)
@@ -100,5 +94,121 @@ func TestPoliciesCommandsSayWhatIsMissing(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), "too-short-secret") {
 			t.Errorf("%s: the error shows the secret: %v", strings.Join(tc.args, " "), err)
 		}
+	}
+}
+
+// startAppCluster starts a throwaway PostgreSQL, stopped when the test
+// ends, with a database named app.
+func startAppCluster(ctx context.Context, t *testing.T) *pgcluster.Cluster {
+	t.Helper()
+	c, err := pgcluster.Start(ctx, pgcluster.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			t.Errorf("stopping PostgreSQL: %v", err)
+		}
+	})
+	if err := c.CreateDatabase(ctx, "app"); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestPoliciesListApplyDryRunAndRemove(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	c := startAppCluster(ctx, t)
+	if err := c.CreateRole(ctx, "shop_app", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	err := c.ExecIn(ctx, "app", `
+		CREATE TABLE customers (org_id text NOT NULL, id bigint PRIMARY KEY, email text UNIQUE);
+		CREATE TABLE notes (id int PRIMARY KEY, body text);
+		CREATE TABLE countries (code text PRIMARY KEY);
+		INSERT INTO customers VALUES ('acme', 1, 'a@example.com');
+		GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA public TO shop_app`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "k1")
+	if err := os.WriteFile(keyFile, []byte("policies-cmd-test-secret-0123456789abcdef"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "pgtenant.yaml")
+	if err := os.WriteFile(cfg, []byte("policies:\n  tables:\n    include: [public.*]\n    exclude: [public.countries]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(policiesDSNEnv, c.SuperuserDSN("app"))
+	if out, err := runCmd(t, "policies", "install", "--app-role", "shop_app", "--key-id", "k1", "--key-file", keyFile); err != nil {
+		t.Fatalf("install: %v\n%s", err, out)
+	}
+
+	out, err := runCmd(t, "policies", "list", "--config", cfg, "--json")
+	if err != nil {
+		t.Fatalf("list: %v\n%s", err, out)
+	}
+	var tables []struct {
+		Schema, Name, Reason string
+		Tenant               bool
+	}
+	if err := json.Unmarshal([]byte(out), &tables); err != nil {
+		t.Fatalf("list --json: %v\n%s", err, out)
+	}
+	got := map[string]string{}
+	for _, tb := range tables {
+		got[tb.Name] = fmt.Sprint(tb.Tenant, " ", tb.Reason)
+	}
+	if got["customers"] != "true included by policies.tables.include public.*" ||
+		got["countries"] != "false excluded by policies.tables.exclude public.countries" {
+		t.Errorf("list: %v", got)
+	}
+	if out, err := runCmd(t, "policies", "list"); err != nil || !regexp.MustCompile(`(?m)^public\.notes +no +no org_id column`).MatchString(out) {
+		t.Errorf("list without config (discovery): %v\n%s", err, out)
+	}
+
+	policyCount := func() (n int) {
+		t.Helper()
+		conn, err := pgx.Connect(ctx, c.SuperuserDSN("app"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_policy").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	out, err = runCmd(t, "policies", "apply", "--config", cfg, "--app-role", "shop_app", "--dry-run")
+	if err != nil {
+		t.Fatalf("apply --dry-run: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"ALTER TABLE public.notes ADD COLUMN org_id text NOT NULL DEFAULT tenancy.current_org();",
+		"CREATE POLICY pgtenant_select ON public.customers AS PERMISSIVE FOR SELECT TO PUBLIC USING (org_id = (SELECT tenancy.current_org()));",
+		"REVOKE TRUNCATE, REFERENCES, TRIGGER ON public.customers FROM PUBLIC, shop_app;",
+		"-- rewrite offered",
+		"ADD CONSTRAINT customers_email_key UNIQUE (org_id, email);",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry run lacks %s\n%s", want, out)
+		}
+	}
+	if n := policyCount(); n != 0 {
+		t.Fatalf("--dry-run created %d policies", n)
+	}
+	if out, err := runCmd(t, "policies", "apply", "--config", cfg, "--app-role", "shop_app", "--concurrently"); err != nil || policyCount() != 8 {
+		t.Fatalf("apply: %v\n%s", err, out)
+	}
+	if out, err := runCmd(t, "policies", "apply", "--config", cfg, "--app-role", "shop_app"); err != nil || !strings.Contains(out, "nothing to do") {
+		t.Fatalf("second apply: %v\n%s", err, out)
+	}
+	if out, err := runCmd(t, "policies", "remove", "public.notes"); err != nil || !strings.Contains(out, "from public.notes") || policyCount() != 4 {
+		t.Fatalf("remove: %v\n%s", err, out)
+	}
+	if _, err := runCmd(t, "policies", "apply", "--config", cfg); err == nil || !strings.Contains(err.Error(), "--app-role is required") {
+		t.Errorf("apply without --app-role: %v", err)
 	}
 }

@@ -126,7 +126,7 @@ func run(ctx context.Context, cfg config.Config, log zerolog.Logger, started cha
 		Backend:              backend,
 		Databases:            cfg.Databases,
 		Setting:              cfg.Tenancy.Setting,
-		SetConfig:            cfg.Tenancy.SetWith == "set_config",
+		SetWith:              proxy.SetWith(cfg.Tenancy.SetWith),
 		TLS:                  tlsCfg,
 		RequireTLS:           cfg.RequireTLS(),
 		LoginTimeout:         cfg.Client.LoginTimeout,

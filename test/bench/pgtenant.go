@@ -16,6 +16,12 @@ import (
 type proxyServer struct {
 	proc   *child
 	target target
+	// env is pgtenant's environment (nil for PgBouncer): `pgtenant token`
+	// run with it mints login tokens this pgtenant accepts.
+	env []string
+	// contextSecret is pgtenant's context key (id "default"), which the
+	// RLS workload installs in the database.
+	contextSecret []byte
 }
 
 // buildPgtenant builds ./cmd/pgtenant of the module in root to out.
@@ -40,6 +46,7 @@ func startPgtenant(ctx context.Context, bin, work, backendDSN string, pool int, 
 	if err != nil {
 		return nil, err
 	}
+	contextSecret := randomHex(32)
 	adminPort, err := freePort()
 	if err != nil {
 		return nil, err
@@ -55,20 +62,11 @@ func startPgtenant(ctx context.Context, bin, work, backendDSN string, pool int, 
 		"PGTENANT_LOG_LEVEL=warn",
 		"PGTENANT_TENANCY_SET_WITH="+setWith,
 		// As deployed: every transaction also carries the signed context.
-		"PGTENANT_TENANCY_CONTEXT_SECRET="+randomHex(32),
+		"PGTENANT_TENANCY_CONTEXT_SECRET="+contextSecret,
 	)
-
-	tok := exec.CommandContext(ctx, bin, "token", "--org", benchOrg)
-	tok.Env = env
-	var stderr strings.Builder
-	tok.Stderr = &stderr
-	out, err := tok.Output()
+	token, err := mintToken(ctx, bin, env, benchOrg)
 	if err != nil {
-		return nil, fmt.Errorf("pgtenant token: %w: %s", err, stderr.String())
-	}
-	token := strings.TrimSpace(string(out))
-	if token == "" || strings.ContainsAny(token, " \n") {
-		return nil, fmt.Errorf("pgtenant token printed %q, not a token", out)
+		return nil, err
 	}
 
 	cmd := exec.Command(bin, "serve")
@@ -82,5 +80,23 @@ func startPgtenant(ctx context.Context, bin, work, backendDSN string, pool int, 
 		_ = proc.stop() // its output is in err already
 		return nil, err
 	}
-	return &proxyServer{proc: proc, target: t}, nil
+	return &proxyServer{proc: proc, target: t, env: env, contextSecret: []byte(contextSecret)}, nil
+}
+
+// mintToken runs `pgtenant token --org org` with pgtenant's environment env
+// and returns the login token it prints.
+func mintToken(ctx context.Context, bin string, env []string, org string) (string, error) {
+	tok := exec.CommandContext(ctx, bin, "token", "--org", org)
+	tok.Env = env
+	var stderr strings.Builder
+	tok.Stderr = &stderr
+	out, err := tok.Output()
+	if err != nil {
+		return "", fmt.Errorf("pgtenant token: %w: %s", err, stderr.String())
+	}
+	token := strings.TrimSpace(string(out))
+	if token == "" || strings.ContainsAny(token, " \n") {
+		return "", fmt.Errorf("pgtenant token printed %q, not a token", out)
+	}
+	return token, nil
 }
