@@ -22,18 +22,7 @@ func startAuditDB(t *testing.T, events []audit.Event) (dsn string, c *pgcluster.
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	c, err := pgcluster.Start(ctx, pgcluster.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := c.Stop(); err != nil {
-			t.Errorf("stopping PostgreSQL: %v", err)
-		}
-	})
-	if err := c.CreateDatabase(ctx, "control"); err != nil {
-		t.Fatal(err)
-	}
+	c = startCluster(ctx, t, "control")
 	if err := c.ExecIn(ctx, "control", `CREATE SCHEMA tenancy;
 CREATE TABLE tenancy.audit_events (id bigserial primary key, at timestamptz not null, org text, subject text, token_id text, client_addr text, reason text not null, rule text, sqlstate text, fingerprint text, detail text, instance text);`); err != nil {
 		t.Fatal(err)

@@ -10,41 +10,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgtenant/pgtenant/internal/pgcluster"
 	"github.com/pgtenant/pgtenant/policies"
 )
 
 func TestPoliciesPlansPassesThenFlagsAStatementWithTheIndexToAdd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	c, err := pgcluster.Start(ctx, pgcluster.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := c.Stop(); err != nil {
-			t.Errorf("stopping PostgreSQL: %v", err)
-		}
-	})
-	if err := c.CreateDatabase(ctx, "app"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.CreateRole(ctx, "shop_app", "pw"); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	keyFile := filepath.Join(dir, "k1")
-	if err := os.WriteFile(keyFile, []byte("policies-plans-test-secret-0123456789abcdef"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "pgtenant.yaml")
-	if err := os.WriteFile(cfg, []byte("tenancy:\n  context_keys:\n    - id: k1\n      secret_file: "+keyFile+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv(policiesDSNEnv, c.SuperuserDSN("app"))
-	if out, err := runCmd(t, "policies", "install", "--config", cfg, "--app-role", "shop_app"); err != nil {
-		t.Fatalf("install: %v\n%s", err, out)
-	}
+	c, cfg := installTenancy(ctx, t, "policies-plans-test-secret-0123456789abcdef")
+	var err error
 	err = c.ExecIn(ctx, "app", `
 		CREATE TABLE items (org_id text NOT NULL, id bigint NOT NULL, sku text NOT NULL, v text, PRIMARY KEY (org_id, id));
 		INSERT INTO items SELECT 'org' || (g % 100), g, 'sku' || g, 'v' || g FROM generate_series(1, 20000) g;
@@ -63,7 +36,7 @@ func TestPoliciesPlansPassesThenFlagsAStatementWithTheIndexToAdd(t *testing.T) {
 		t.Fatalf("plans with tenant-leading indexes: %v\n%s", err, out)
 	}
 
-	stmts := filepath.Join(dir, "statements.sql")
+	stmts := filepath.Join(t.TempDir(), "statements.sql")
 	if err := os.WriteFile(stmts, []byte("-- the app's queries\nSELECT id FROM items WHERE sku = $1;\nSELECT id FROM items WHERE v = 'x;y';\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -100,6 +100,12 @@ func TestPoliciesCommandsSayWhatIsMissing(t *testing.T) {
 // startAppCluster starts a throwaway PostgreSQL, stopped when the test
 // ends, with a database named app.
 func startAppCluster(ctx context.Context, t *testing.T) *pgcluster.Cluster {
+	return startCluster(ctx, t, "app")
+}
+
+// startCluster starts a throwaway PostgreSQL, stopped when the test ends,
+// with the database named.
+func startCluster(ctx context.Context, t *testing.T, database string) *pgcluster.Cluster {
 	t.Helper()
 	c, err := pgcluster.Start(ctx, pgcluster.Options{})
 	if err != nil {
@@ -110,10 +116,36 @@ func startAppCluster(ctx context.Context, t *testing.T) *pgcluster.Cluster {
 			t.Errorf("stopping PostgreSQL: %v", err)
 		}
 	})
-	if err := c.CreateDatabase(ctx, "app"); err != nil {
+	if err := c.CreateDatabase(ctx, database); err != nil {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// installTenancy starts a cluster with the database app and the role
+// shop_app, writes a config file with one context key, and runs policies
+// install with it (PGTENANT_POLICIES_DSN points at app). It returns the
+// cluster and the config file.
+func installTenancy(ctx context.Context, t *testing.T, secret string) (*pgcluster.Cluster, string) {
+	t.Helper()
+	c := startAppCluster(ctx, t)
+	if err := c.CreateRole(ctx, "shop_app", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "k1")
+	if err := os.WriteFile(keyFile, []byte(secret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "pgtenant.yaml")
+	if err := os.WriteFile(cfg, []byte("tenancy:\n  context_keys:\n    - id: k1\n      secret_file: "+keyFile+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(policiesDSNEnv, c.SuperuserDSN("app"))
+	if out, err := runCmd(t, "policies", "install", "--config", cfg, "--app-role", "shop_app"); err != nil {
+		t.Fatalf("install: %v\n%s", err, out)
+	}
+	return c, cfg
 }
 
 func TestPoliciesListApplyDryRunAndRemove(t *testing.T) {

@@ -4,47 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/pgtenant/pgtenant/internal/pgcluster"
 	"github.com/pgtenant/pgtenant/policies"
 )
 
 func TestPoliciesVerifyPassesThenFailsWithTheFix(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	c, err := pgcluster.Start(ctx, pgcluster.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := c.Stop(); err != nil {
-			t.Errorf("stopping PostgreSQL: %v", err)
-		}
-	})
-	if err := c.CreateDatabase(ctx, "app"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.CreateRole(ctx, "shop_app", "pw"); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	keyFile := filepath.Join(dir, "k1")
-	if err := os.WriteFile(keyFile, []byte("policies-verify-test-secret-0123456789abcdef"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "pgtenant.yaml")
-	if err := os.WriteFile(cfg, []byte("tenancy:\n  context_keys:\n    - id: k1\n      secret_file: "+keyFile+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv(policiesDSNEnv, c.SuperuserDSN("app"))
-	if out, err := runCmd(t, "policies", "install", "--config", cfg, "--app-role", "shop_app"); err != nil {
-		t.Fatalf("install: %v\n%s", err, out)
-	}
+	c, cfg := installTenancy(ctx, t, "policies-verify-test-secret-0123456789abcdef")
+	var err error
 	expr := policies.PolicyExpression("org_id", "text", false)
 	err = c.ExecIn(ctx, "app", fmt.Sprintf(`
 		REVOKE TEMPORARY ON DATABASE app FROM PUBLIC;
