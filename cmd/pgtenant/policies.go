@@ -232,14 +232,30 @@ func (p *policiesTarget) withConn(cmd *cobra.Command, roles bool, fn func(contex
 // policiesConfig reads the policies section of --config and the
 // environment.
 func policiesConfig(cmd *cobra.Command, file string) (config.Policies, error) {
+	cfg, err := loadPoliciesConfig(cmd, file)
+	return cfg.Policies, err
+}
+
+// loadPoliciesConfig reads --config and the environment, with the policies
+// section checked.
+func loadPoliciesConfig(cmd *cobra.Command, file string) (config.Config, error) {
 	cfg, err := loadConfig(cmd, file, false)
 	if err != nil {
-		return config.Policies{}, err
+		return config.Config{}, err
 	}
 	if err := cfg.Policies.Validate(); err != nil {
-		return config.Policies{}, err
+		return config.Config{}, err
 	}
-	return cfg.Policies, nil
+	return cfg, nil
+}
+
+// oneAppRole refuses more than one --app-role for a command that acts as
+// the role.
+func (p *policiesTarget) oneAppRole(command string) error {
+	if len(p.appRoles) > 1 {
+		return errors.New(command + " works as one --app-role at a time: run it once per application role")
+	}
+	return nil
 }
 
 func newPoliciesListCmd() *cobra.Command {

@@ -47,10 +47,10 @@ func newPoliciesPlansCmd() *cobra.Command {
 	f.BoolVar(&statsOff, "no-stat-statements", false, "do not explain pg_stat_statements' top statements")
 	f.BoolVar(&showPlans, "show-plans", false, "print each flagged plan (JSON) under its finding")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if len(target.appRoles) > 1 {
-			return errors.New("plans explains as one --app-role at a time: run it once per application role")
+		if err := target.oneAppRole("plans"); err != nil {
+			return err
 		}
-		cfg, err := loadConfig(cmd, *cfgFile, false)
+		cfg, err := loadPoliciesConfig(cmd, *cfgFile)
 		if err != nil {
 			return err
 		}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 
@@ -37,14 +36,11 @@ func newPoliciesVerifyCmd() *cobra.Command {
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON ({results: [{table, check, status, message, fix}], ok})")
 	f.BoolVar(&noProbe, "no-probe", false, "skip the live probe")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if len(target.appRoles) > 1 {
-			return errors.New("verify checks one --app-role at a time: run it once per application role")
-		}
-		cfg, err := loadConfig(cmd, *file, false)
-		if err != nil {
+		if err := target.oneAppRole("verify"); err != nil {
 			return err
 		}
-		if err := cfg.Policies.Validate(); err != nil {
+		cfg, err := loadPoliciesConfig(cmd, *file)
+		if err != nil {
 			return err
 		}
 		var keys []policies.ContextKey
