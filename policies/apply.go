@@ -98,15 +98,7 @@ func (o ApplyOptions) validate() error {
 	if t := o.orgType(); t != OrgTypeText && t != OrgTypeUUID {
 		return fmt.Errorf("policies.org_type: %q must be text or uuid", o.OrgType)
 	}
-	if len(o.AppRoles) == 0 {
-		return errors.New("no application role: name the role(s) pgtenant connects as")
-	}
-	for _, r := range o.AppRoles {
-		if r == "" {
-			return errors.New("an application role name is empty")
-		}
-	}
-	return nil
+	return checkAppRoles(o.AppRoles)
 }
 
 // Statement is one SQL statement of a plan and why it is there.

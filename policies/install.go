@@ -51,13 +51,16 @@ func (o InstallOptions) validate() error {
 		}
 		ids = append(ids, k.ID)
 	}
-	if len(o.AppRoles) == 0 {
+	return checkAppRoles(o.AppRoles)
+}
+
+// checkAppRoles requires at least one application role, none empty.
+func checkAppRoles(roles []string) error {
+	if len(roles) == 0 {
 		return errors.New("no application role: name the role(s) pgtenant connects as")
 	}
-	for _, r := range o.AppRoles {
-		if r == "" {
-			return errors.New("an application role name is empty")
-		}
+	if slices.Contains(roles, "") {
+		return errors.New("an application role name is empty")
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
 	"github.com/pgtenant/pgtenant/policies"
@@ -67,43 +68,39 @@ func newPoliciesPlansCmd() *cobra.Command {
 				return err
 			}
 		}
-		ctx := cmd.Context()
-		conn, err := target.connect(ctx)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(context.WithoutCancel(ctx))
-		findings, err := policies.Plans(ctx, conn, policies.PlansOptions{
-			Selection:         cfg.Policies.Selection(),
-			AppRole:           target.appRoles[0],
-			Keys:              keys,
-			Org:               org,
-			Statements:        statements,
-			UseStatStatements: !statsOff,
-		})
-		if err != nil {
-			return err
-		}
-		w := cmd.OutOrStdout()
-		if asJSON {
-			enc := json.NewEncoder(w)
-			enc.SetIndent("", "  ")
-			if findings == nil {
-				findings = []policies.PlanFinding{}
-			}
-			if err := enc.Encode(struct {
-				Findings []policies.PlanFinding `json:"findings"`
-				OK       bool                   `json:"ok"`
-			}{findings, len(findings) == 0}); err != nil {
+		return target.withConn(cmd, true, func(ctx context.Context, conn *pgx.Conn) error {
+			findings, err := policies.Plans(ctx, conn, policies.PlansOptions{
+				Selection:         cfg.Policies.Selection(),
+				AppRole:           target.appRoles[0],
+				Keys:              keys,
+				Org:               org,
+				Statements:        statements,
+				UseStatStatements: !statsOff,
+			})
+			if err != nil {
 				return err
 			}
-		} else {
-			printPlanFindings(w, findings, conn.Config().Database, showPlans)
-		}
-		if len(findings) > 0 {
-			return fmt.Errorf("plans: %d finding(s) in database %s", len(findings), conn.Config().Database)
-		}
-		return nil
+			w := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(w)
+				enc.SetIndent("", "  ")
+				if findings == nil {
+					findings = []policies.PlanFinding{}
+				}
+				if err := enc.Encode(struct {
+					Findings []policies.PlanFinding `json:"findings"`
+					OK       bool                   `json:"ok"`
+				}{findings, len(findings) == 0}); err != nil {
+					return err
+				}
+			} else {
+				printPlanFindings(w, findings, conn.Config().Database, showPlans)
+			}
+			if len(findings) > 0 {
+				return fmt.Errorf("plans: %d finding(s) in database %s", len(findings), conn.Config().Database)
+			}
+			return nil
+		})
 	}
 	return cmd
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
 	"github.com/pgtenant/pgtenant/policies"
@@ -51,42 +52,38 @@ func newPoliciesVerifyCmd() *cobra.Command {
 				return err
 			}
 		}
-		ctx := cmd.Context()
-		conn, err := target.connect(ctx)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(context.WithoutCancel(ctx))
-		var citus bool
-		if err := conn.QueryRow(ctx, policies.DetectCitusQuery).Scan(&citus); err != nil {
-			return err
-		}
-		role := target.appRoles[0]
-		report, err := policies.Verify(ctx, conn, policies.VerifyOptions{
-			Selection: cfg.Policies.Selection(),
-			AppRole:   role,
-			OrgType:   cfg.Policies.OrgType,
-			Citus:     cfg.Policies.Citus || citus,
-			Probe:     !noProbe,
-			Keys:      keys,
-		})
-		if err != nil {
-			return err
-		}
-		w := cmd.OutOrStdout()
-		if asJSON {
-			enc := json.NewEncoder(w)
-			enc.SetIndent("", "  ")
-			if err := enc.Encode(report); err != nil {
+		return target.withConn(cmd, true, func(ctx context.Context, conn *pgx.Conn) error {
+			var citus bool
+			if err := conn.QueryRow(ctx, policies.DetectCitusQuery).Scan(&citus); err != nil {
 				return err
 			}
-		} else {
-			printVerifyReport(w, report, conn.Config().Database, role)
-		}
-		if failed := len(report.Failed()); failed > 0 {
-			return fmt.Errorf("verify: %d check(s) failed in database %s", failed, conn.Config().Database)
-		}
-		return nil
+			role := target.appRoles[0]
+			report, err := policies.Verify(ctx, conn, policies.VerifyOptions{
+				Selection: cfg.Policies.Selection(),
+				AppRole:   role,
+				OrgType:   cfg.Policies.OrgType,
+				Citus:     cfg.Policies.Citus || citus,
+				Probe:     !noProbe,
+				Keys:      keys,
+			})
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(w)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(report); err != nil {
+					return err
+				}
+			} else {
+				printVerifyReport(w, report, conn.Config().Database, role)
+			}
+			if failed := len(report.Failed()); failed > 0 {
+				return fmt.Errorf("verify: %d check(s) failed in database %s", failed, conn.Config().Database)
+			}
+			return nil
+		})
 	}
 	return cmd
 }
