@@ -166,8 +166,6 @@ func (l *Log) Close(ctx context.Context) error {
 		l.mu.Unlock()
 		close(l.stop)
 	})
-	stopCancel := context.AfterFunc(ctx, l.cancel)
-	defer stopCancel()
 	select {
 	case <-l.done:
 		return nil
@@ -177,6 +175,9 @@ func (l *Log) Close(ctx context.Context) error {
 	case <-l.done:
 		return nil
 	case <-ctx.Done():
+		// Cancelled here rather than by context.AfterFunc, whose stop can
+		// win the race with a ctx that is already done and never cancel.
+		l.cancel()
 		return fmt.Errorf("audit: close: %w before the queued events were written; they go to the spool", ctx.Err())
 	}
 }
