@@ -23,6 +23,10 @@ import (
 const (
 	ctxLocalStmt = "pgtenant_ctx_local"
 	ctxTokenStmt = "pgtenant_ctx_token"
+	// The same settings as SET LOCAL, for a transaction that starts with
+	// BEGIN: prepared only when the statements above are set_config calls.
+	ctxBlockStmt      = "pgtenant_ctx_block"
+	ctxTokenBlockStmt = "pgtenant_ctx_token_block"
 )
 
 // Buffer sizes for backend connections. The reader is larger because result
@@ -50,6 +54,11 @@ type backendConn struct {
 	// statements it executes.
 	injectLocal []byte
 	localStmts  int
+	// injectBlock sets the same context, as many statements, all SET LOCAL,
+	// for a transaction whose first message may be BEGIN: a set_config is a
+	// query, which takes the transaction's snapshot, after which PostgreSQL
+	// refuses BEGIN ISOLATION LEVEL (25001); SET LOCAL takes none.
+	injectBlock []byte
 	// ctx is the tenant context of the connection: the org, and the signed
 	// token's state (see context.go).
 	ctx *backendContext
@@ -187,6 +196,11 @@ func (d *backendDialer) dial(ctx context.Context, key poolmgr.Key) (*backendConn
 	if _, err := pc.Prepare(ctx, ctxLocalStmt, localSQL(bctx, d.setting, lit), nil); err != nil {
 		return nil, pgerr.New(pgerr.ConnectionException, "backend_setup", "cannot prepare the tenant context on the backend").Wrap(err)
 	}
+	if bctx.setConfig {
+		if _, err := pc.Prepare(ctx, ctxBlockStmt, "SET LOCAL "+d.setting+" TO "+lit, nil); err != nil {
+			return nil, pgerr.New(pgerr.ConnectionException, "backend_setup", "cannot prepare the tenant context on the backend").Wrap(err)
+		}
+	}
 	if d.signer != nil {
 		if err := d.prepareToken(ctx, pc, bctx); err != nil {
 			return nil, pgerr.New(pgerr.ConnectionException, "backend_setup", "cannot prepare the signed tenant context on the backend").Wrap(err)
@@ -217,11 +231,13 @@ func (d *backendDialer) dial(ctx context.Context, key poolmgr.Key) (*backendConn
 		params: hc.ParameterStatuses,
 	}
 	b.ctx = bctx
-	b.injectLocal = encodeAll(&pgproto3.Bind{PreparedStatement: ctxLocalStmt}, &pgproto3.Execute{})
+	b.injectLocal = execute(nil, ctxLocalStmt)
+	b.injectBlock = execute(nil, cond(bctx.setConfig, ctxBlockStmt, ctxLocalStmt))
 	b.localStmts = 1
 	reset := "RESET " + d.setting
 	if d.signer != nil {
-		b.injectLocal = append(b.injectLocal, encodeAll(&pgproto3.Bind{PreparedStatement: ctxTokenStmt}, &pgproto3.Execute{})...)
+		b.injectLocal = execute(b.injectLocal, ctxTokenStmt)
+		b.injectBlock = execute(b.injectBlock, cond(bctx.citus, ctxTokenStmt, ctxTokenBlockStmt))
 		b.localStmts = 2
 		reset += "; RESET " + d.tokenSetting
 	}
@@ -230,6 +246,19 @@ func (d *backendDialer) dial(ctx context.Context, key poolmgr.Key) (*backendConn
 }
 
 func encodeAll(msgs ...pgproto3.FrontendMessage) []byte { return encodeInto(nil, msgs...) }
+
+// execute appends an unsynced Bind and Execute of the prepared statement
+// stmt to buf.
+func execute(buf []byte, stmt string) []byte {
+	return encodeInto(buf, &pgproto3.Bind{PreparedStatement: stmt}, &pgproto3.Execute{})
+}
+
+func cond[T any](c bool, a, b T) T {
+	if c {
+		return a
+	}
+	return b
+}
 
 // backendConnectError turns a failed backend connection into what the
 // client is told. PostgreSQL's own verdict on the database name is passed on;

@@ -71,7 +71,10 @@ func (d *backendDialer) prepareToken(ctx context.Context, pc *pgconn.PgConn, bct
 	}
 	bctx.identity = id
 	d.sign(bctx, time.Now())
-	_, err = pc.Prepare(ctx, ctxTokenStmt, d.tokenSQL(bctx), nil)
+	if _, err = pc.Prepare(ctx, ctxTokenStmt, d.tokenSQL(bctx), nil); err != nil || bctx.citus {
+		return err
+	}
+	_, err = pc.Prepare(ctx, ctxTokenBlockStmt, d.tokenBlockSQL(bctx), nil)
 	return err
 }
 
@@ -80,11 +83,16 @@ func (d *backendDialer) prepareToken(ctx context.Context, pc *pgconn.PgConn, bct
 // transaction block makes PostgreSQL send a WARNING, flushed on its own,
 // which costs a wake-up of the proxy per transaction; one is enough.
 func (d *backendDialer) tokenSQL(bctx *backendContext) string {
-	lit := "'" + bctx.token + "'"
 	if bctx.citus {
-		return "SET LOCAL " + d.tokenSetting + " TO " + lit
+		return d.tokenBlockSQL(bctx)
 	}
-	return "SELECT pg_catalog.set_config('" + d.tokenSetting + "', " + lit + ", true)"
+	return "SELECT pg_catalog.set_config('" + d.tokenSetting + "', '" + bctx.token + "', true)"
+}
+
+// tokenBlockSQL sets bctx's token with SET LOCAL, for transactions that
+// start with BEGIN (see backendConn.injectBlock).
+func (d *backendDialer) tokenBlockSQL(bctx *backendContext) string {
+	return "SET LOCAL " + d.tokenSetting + " TO '" + bctx.token + "'"
 }
 
 // sign gives bctx a new token.
@@ -107,6 +115,12 @@ func (d *backendDialer) tokenRefresh(b *backendConn, now time.Time) []byte {
 		&pgproto3.Close{ObjectType: 'S', Name: ctxTokenStmt},
 		&pgproto3.Parse{Name: ctxTokenStmt, Query: d.tokenSQL(bctx)},
 	)
+	if !bctx.citus {
+		bctx.refreshPrepared = encodeInto(bctx.refreshPrepared,
+			&pgproto3.Close{ObjectType: 'S', Name: ctxTokenBlockStmt},
+			&pgproto3.Parse{Name: ctxTokenBlockStmt, Query: d.tokenBlockSQL(bctx)},
+		)
+	}
 	return bctx.refreshPrepared
 }
 

@@ -316,7 +316,7 @@ func (s *session) skipInjected(b *backendConn, kind injectKind) error {
 			if err := wire.Discard(b.r, h); err != nil {
 				return err
 			}
-			if completes++; kind == injectLocal && completes == b.localStmts {
+			if completes++; (kind == injectLocal || kind == injectBlock) && completes == b.localStmts {
 				return nil
 			}
 			// injectSession waits for its ReadyForQuery; injectParams may

@@ -34,6 +34,7 @@ type injectKind uint8
 const (
 	injectNone    injectKind = iota
 	injectLocal              // Bind+Execute of the SET LOCALs, unsynced
+	injectBlock              // the same as SET LOCAL, ahead of a BEGIN (see backendConn.injectBlock)
 	injectSession            // a Query of session-level SETs
 	injectParams             // Bind+Execute of set_config per setting, then Sync
 )
@@ -409,11 +410,15 @@ func (s *session) forward(typ byte, frame []byte, flags stmtFlags) error {
 		_, _ = b.w.Write(s.pendingParams)
 	}
 	switch inject {
-	case injectLocal:
+	case injectLocal, injectBlock:
 		if refresh := s.srv.dialer.tokenRefresh(b, time.Now()); refresh != nil {
 			_, _ = b.w.Write(refresh)
 		}
-		_, _ = b.w.Write(b.injectLocal)
+		if inject == injectBlock {
+			_, _ = b.w.Write(b.injectBlock)
+		} else {
+			_, _ = b.w.Write(b.injectLocal)
+		}
 	case injectSession:
 		_, _ = b.w.Write(s.srv.dialer.sessionContextQuery(b, time.Now()))
 		b.sessionContext = true
@@ -505,6 +510,9 @@ func (s *session) admit(typ byte, flags stmtFlags, terminal bool) (*attachment, 
 			}
 			if executes && s.mu.status == 'I' {
 				g.inject = injectLocal
+				if g.txControl {
+					g.inject = injectBlock
+				}
 				if flags&flagOwnTransaction != 0 {
 					g.inject = injectSession
 				}
