@@ -28,6 +28,8 @@ const (
 	InternalError          = "XX000"
 	InvalidParameterValue  = "22023"
 	ConfigurationFileError = "F0000"
+	// IdleInTransactionTimeout ends a session left idle in a transaction.
+	IdleInTransactionTimeout = "25P03"
 )
 
 // Severity values as PostgreSQL spells them.

@@ -54,11 +54,15 @@ type backendConn struct {
 	// statements it executes.
 	injectLocal []byte
 	localStmts  int
-	// injectBlock sets the same context, as many statements, all SET LOCAL,
-	// for a transaction whose first message may be BEGIN: a set_config is a
-	// query, which takes the transaction's snapshot, after which PostgreSQL
-	// refuses BEGIN ISOLATION LEVEL (25001); SET LOCAL takes none.
+	// injectBlock sets the same context with SET LOCAL, for a transaction
+	// whose first message may be BEGIN: a set_config is a query, which
+	// takes the transaction's snapshot, after which PostgreSQL refuses
+	// BEGIN ISOLATION LEVEL (25001); SET LOCAL takes none. blockStmts is
+	// how many statements it executes.
 	injectBlock []byte
+	blockStmts  int
+	// ctxStmts are the prepared statements both use (see contextStatements).
+	ctxStmts []ctxStmt
 	// ctx is the tenant context of the connection: the org, and the signed
 	// token's state (see context.go).
 	ctx *backendContext
@@ -126,6 +130,10 @@ type backendDialer struct {
 	// in tokenSetting.
 	signer       ContextSigner
 	tokenSetting string
+	// tenants, when set, gives each tenant's settings, applied with the
+	// context; flagsSetting is where its feature flags go.
+	tenants      TenantRegistry
+	flagsSetting string
 	log          zerolog.Logger
 	logCheck     sync.Once
 }
@@ -152,18 +160,13 @@ func (d *backendDialer) checkServerLog(ctx context.Context, pc *pgconn.PgConn, b
 	})
 }
 
-// localSQL is a statement that sets a setting to a literal for the current
-// transaction only, in the form the connection uses.
-func localSQL(bctx *backendContext, setting, lit string) string {
-	if bctx.setConfig {
-		return "SELECT pg_catalog.set_config('" + setting + "', " + lit + ", true)"
-	}
-	return "SET LOCAL " + setting + " TO " + lit
-}
-
 // dial connects to key.Database as the configured application role and
 // prepares the tenant's context statements.
 func (d *backendDialer) dial(ctx context.Context, key poolmgr.Key) (*backendConn, error) {
+	var settings *TenantSettings
+	if d.tenants != nil {
+		settings = d.tenants.Settings(key.Tenant)
+	}
 	lit, err := quoteLiteral(key.Tenant)
 	if err != nil {
 		return nil, err
@@ -193,17 +196,17 @@ func (d *backendDialer) dial(ctx context.Context, key poolmgr.Key) (*backendConn
 		}
 	}
 	bctx.setConfig = d.setWith == SetWithConfig || d.setWith == SetWithAuto && !bctx.citus
-	if _, err := pc.Prepare(ctx, ctxLocalStmt, localSQL(bctx, d.setting, lit), nil); err != nil {
-		return nil, pgerr.New(pgerr.ConnectionException, "backend_setup", "cannot prepare the tenant context on the backend").Wrap(err)
-	}
-	if bctx.setConfig {
-		if _, err := pc.Prepare(ctx, ctxBlockStmt, "SET LOCAL "+d.setting+" TO "+lit, nil); err != nil {
-			return nil, pgerr.New(pgerr.ConnectionException, "backend_setup", "cannot prepare the tenant context on the backend").Wrap(err)
+	bctx.settings = settings
+	if d.signer != nil {
+		if err := d.signFirst(ctx, pc, bctx); err != nil {
+			return nil, pgerr.New(pgerr.ConnectionException, "backend_setup", "cannot sign the tenant context for the backend").Wrap(err)
 		}
 	}
-	if d.signer != nil {
-		if err := d.prepareToken(ctx, pc, bctx); err != nil {
-			return nil, pgerr.New(pgerr.ConnectionException, "backend_setup", "cannot prepare the signed tenant context on the backend").Wrap(err)
+	b := &backendConn{ctx: bctx}
+	b.setContextStatements(d.contextStatements(bctx))
+	for _, st := range b.ctxStmts {
+		if _, err := pc.Prepare(ctx, st.name, st.sql, nil); err != nil {
+			return nil, pgerr.New(pgerr.ConnectionException, "backend_setup", "cannot prepare the tenant context on the backend").Wrap(err)
 		}
 	}
 	for name, sql := range map[string]string{setParamStmt: setParamSQL, resetParamStmt: resetParamSQL} {
@@ -222,23 +225,11 @@ func (d *backendDialer) dial(ctx context.Context, key poolmgr.Key) (*backendConn
 		return nil, err
 	}
 	ok = true
-	b := &backendConn{
-		conn:   hc.Conn,
-		r:      bufio.NewReaderSize(hc.Conn, backendReadBuffer),
-		w:      bufio.NewWriterSize(hc.Conn, backendWriteBuffer),
-		pid:    hc.PID,
-		secret: hc.SecretKey,
-		params: hc.ParameterStatuses,
-	}
-	b.ctx = bctx
-	b.injectLocal = execute(nil, ctxLocalStmt)
-	b.injectBlock = execute(nil, cond(bctx.setConfig, ctxBlockStmt, ctxLocalStmt))
-	b.localStmts = 1
+	b.conn, b.pid, b.secret, b.params = hc.Conn, hc.PID, hc.SecretKey, hc.ParameterStatuses
+	b.r = bufio.NewReaderSize(hc.Conn, backendReadBuffer)
+	b.w = bufio.NewWriterSize(hc.Conn, backendWriteBuffer)
 	reset := "RESET " + d.setting
 	if d.signer != nil {
-		b.injectLocal = execute(b.injectLocal, ctxTokenStmt)
-		b.injectBlock = execute(b.injectBlock, cond(bctx.citus, ctxTokenStmt, ctxTokenBlockStmt))
-		b.localStmts = 2
 		reset += "; RESET " + d.tokenSetting
 	}
 	b.resetQuery = encodeAll(&pgproto3.Query{String: reset})

@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"context"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -40,7 +42,9 @@ type backendContext struct {
 	token           string
 	refreshAt       time.Time // half the token's life
 	expires         time.Time
-	refreshPrepared []byte // reused buffer for a token refresh
+	refreshPrepared []byte // reused buffer for a refresh
+	// settings are the tenant settings the statements were prepared with.
+	settings *TenantSettings
 }
 
 // detectCitus reports whether the database runs Citus.
@@ -52,11 +56,11 @@ func detectCitus(ctx context.Context, pc *pgconn.PgConn) (bool, error) {
 	return string(res[0].Rows[0][0]) == "t", nil
 }
 
-// prepareToken reads the connection's identity (the global pid on Citus,
+// signFirst reads the connection's identity (the global pid on Citus,
 // where worker nodes verify the token against the coordinator's backend,
-// pg_backend_pid() elsewhere), signs its first token and prepares the
-// statement that sets it. bctx.citus is known.
-func (d *backendDialer) prepareToken(ctx context.Context, pc *pgconn.PgConn, bctx *backendContext) error {
+// pg_backend_pid() elsewhere) and signs its first token. bctx.citus is
+// known.
+func (d *backendDialer) signFirst(ctx context.Context, pc *pgconn.PgConn, bctx *backendContext) error {
 	identity := "SELECT pg_catalog.pg_backend_pid()"
 	if bctx.citus {
 		identity = "SELECT citus_backend_gpid()"
@@ -71,28 +75,109 @@ func (d *backendDialer) prepareToken(ctx context.Context, pc *pgconn.PgConn, bct
 	}
 	bctx.identity = id
 	d.sign(bctx, time.Now())
-	if _, err = pc.Prepare(ctx, ctxTokenStmt, d.tokenSQL(bctx), nil); err != nil || bctx.citus {
-		return err
-	}
-	_, err = pc.Prepare(ctx, ctxTokenBlockStmt, d.tokenBlockSQL(bctx), nil)
-	return err
+	return nil
 }
 
-// tokenSQL sets bctx's token for the current transaction. Outside Citus it
-// is set_config whatever tenancy.set_with says: SET LOCAL outside a
-// transaction block makes PostgreSQL send a WARNING, flushed on its own,
-// which costs a wake-up of the proxy per transaction; one is enough.
-func (d *backendDialer) tokenSQL(bctx *backendContext) string {
-	if bctx.citus {
-		return d.tokenBlockSQL(bctx)
+// ctxStmt is a statement prepared on a backend connection to set its
+// context.
+type ctxStmt struct{ name, sql string }
+
+// Statements of the tenant settings in the SET LOCAL form (see
+// contextStatements).
+const (
+	ctxTenantStmt   = "pgtenant_ctx_tenant"
+	ctxTimeoutStmt  = "pgtenant_ctx_timeout"
+	ctxFlagsStmt    = "pgtenant_ctx_flags"
+	ctxReadOnlyStmt = "pgtenant_ctx_read_only"
+)
+
+// contextStatements returns the statements that set bctx's context for one
+// transaction: local for an ordinary one, block for one that may start with
+// BEGIN, and every distinct statement to prepare.
+//
+// Outside Citus the org, the token and the tenant's settings are one
+// SELECT of set_config calls: one Bind and Execute per transaction. Ahead
+// of a BEGIN they are SET LOCALs, one statement each, except read-only
+// mode: SET TRANSACTION READ WRITE after a SET LOCAL would undo it, and
+// after a query PostgreSQL refuses it, so read-only tenants always get the
+// set_config form (and with it the database's default isolation level).
+func (d *backendDialer) contextStatements(bctx *backendContext) (local, block, all []ctxStmt) {
+	var calls []string // set_config calls of the tenant's settings
+	var blockSets []ctxStmt
+	if ts := bctx.settings; ts != nil {
+		if ts.StatementTimeout > 0 {
+			ms := "'" + strconv.FormatInt(ts.StatementTimeout.Milliseconds(), 10) + "ms'"
+			calls = append(calls, setConfigCall("statement_timeout", ms))
+			blockSets = append(blockSets, ctxStmt{ctxTimeoutStmt, "SET LOCAL statement_timeout TO " + ms})
+		}
+		if d.flagsSetting != "" {
+			flags := escapeLiteral(cond(ts.Flags == "", "{}", ts.Flags))
+			calls = append(calls, setConfigCall(d.flagsSetting, flags))
+			blockSets = append(blockSets, ctxStmt{ctxFlagsStmt, "SET LOCAL " + d.flagsSetting + " TO " + flags})
+		}
+		if ts.ReadOnly {
+			readOnly := setConfigCall("transaction_read_only", "'on'")
+			calls = append(calls, readOnly)
+			blockSets = append(blockSets, ctxStmt{ctxReadOnlyStmt, "SELECT " + readOnly})
+		}
 	}
-	return "SELECT pg_catalog.set_config('" + d.tokenSetting + "', '" + bctx.token + "', true)"
+	orgSet := ctxStmt{ctxLocalStmt, "SET LOCAL " + d.setting + " TO " + bctx.orgLit}
+	if bctx.setConfig {
+		local = append(local, ctxStmt{ctxLocalStmt, "SELECT " + strings.Join(append([]string{setConfigCall(d.setting, bctx.orgLit)}, calls...), ", ")})
+		orgSet.name = ctxBlockStmt
+	} else {
+		local = append(local, orgSet)
+	}
+	block = append(block, orgSet)
+	if d.signer != nil {
+		lit := "'" + bctx.token + "'"
+		tokenSet := ctxStmt{ctxTokenStmt, "SET LOCAL " + d.tokenSetting + " TO " + lit}
+		if bctx.citus {
+			local = append(local, tokenSet)
+		} else {
+			// SET LOCAL outside a transaction block makes PostgreSQL send a
+			// WARNING, flushed on its own, which costs a wake-up of the
+			// proxy per transaction: outside Citus the token is set_config
+			// whatever tenancy.set_with says.
+			local = append(local, ctxStmt{ctxTokenStmt, "SELECT " + setConfigCall(d.tokenSetting, lit)})
+			tokenSet.name = ctxTokenBlockStmt
+		}
+		block = append(block, tokenSet)
+	}
+	if !bctx.setConfig && len(calls) > 0 {
+		local = append(local, ctxStmt{ctxTenantStmt, "SELECT " + strings.Join(calls, ", ")})
+	}
+	block = append(block, blockSets...)
+	all = append(all, local...)
+	for _, st := range block {
+		if !slices.Contains(all, st) {
+			all = append(all, st)
+		}
+	}
+	return local, block, all
 }
 
-// tokenBlockSQL sets bctx's token with SET LOCAL, for transactions that
-// start with BEGIN (see backendConn.injectBlock).
-func (d *backendDialer) tokenBlockSQL(bctx *backendContext) string {
-	return "SET LOCAL " + d.tokenSetting + " TO '" + bctx.token + "'"
+func setConfigCall(setting, lit string) string {
+	return "pg_catalog.set_config('" + setting + "', " + lit + ", true)"
+}
+
+// escapeLiteral quotes s as an escape string literal, which reads the same
+// whatever standard_conforming_strings a client set.
+func escapeLiteral(s string) string {
+	return "E'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(s) + "'"
+}
+
+// setContextStatements makes b execute the given statements from its next
+// transaction on. They must be prepared on it.
+func (b *backendConn) setContextStatements(local, block, all []ctxStmt) {
+	b.injectLocal, b.injectBlock = b.injectLocal[:0], b.injectBlock[:0]
+	for _, st := range local {
+		b.injectLocal = execute(b.injectLocal, st.name)
+	}
+	for _, st := range block {
+		b.injectBlock = execute(b.injectBlock, st.name)
+	}
+	b.localStmts, b.blockStmts, b.ctxStmts = len(local), len(block), all
 }
 
 // sign gives bctx a new token.
@@ -101,27 +186,30 @@ func (d *backendDialer) sign(bctx *backendContext, now time.Time) {
 	bctx.refreshAt = now.Add(bctx.expires.Sub(now) / 2)
 }
 
-// tokenRefresh returns, when b's token is past half its life, the Close and
-// Parse that re-prepare the token statement with a new one; they go ahead of
-// the next injectLocal, and their replies are swallowed with it. It returns
-// nil otherwise.
-func (d *backendDialer) tokenRefresh(b *backendConn, now time.Time) []byte {
+// refresh returns, when b's token is past half its life or its tenant's
+// settings changed, the Close and Parse messages that re-prepare its
+// context statements; they go ahead of the next injected context, and
+// their replies are swallowed with it. It returns nil otherwise.
+func (d *backendDialer) refresh(b *backendConn, now time.Time, settings *TenantSettings) []byte {
 	bctx := b.ctx
-	if d.signer == nil || now.Before(bctx.refreshAt) {
+	expiring := d.signer != nil && !now.Before(bctx.refreshAt)
+	if !expiring && settings == bctx.settings {
 		return nil
 	}
-	d.sign(bctx, now)
-	bctx.refreshPrepared = encodeInto(bctx.refreshPrepared[:0],
-		&pgproto3.Close{ObjectType: 'S', Name: ctxTokenStmt},
-		&pgproto3.Parse{Name: ctxTokenStmt, Query: d.tokenSQL(bctx)},
-	)
-	if !bctx.citus {
-		bctx.refreshPrepared = encodeInto(bctx.refreshPrepared,
-			&pgproto3.Close{ObjectType: 'S', Name: ctxTokenBlockStmt},
-			&pgproto3.Parse{Name: ctxTokenBlockStmt, Query: d.tokenBlockSQL(bctx)},
-		)
+	if expiring {
+		d.sign(bctx, now)
 	}
-	return bctx.refreshPrepared
+	bctx.settings = settings
+	buf := bctx.refreshPrepared[:0]
+	for _, st := range b.ctxStmts {
+		buf = encodeInto(buf, &pgproto3.Close{ObjectType: 'S', Name: st.name})
+	}
+	b.setContextStatements(d.contextStatements(bctx))
+	for _, st := range b.ctxStmts {
+		buf = encodeInto(buf, &pgproto3.Parse{Name: st.name, Query: st.sql})
+	}
+	bctx.refreshPrepared = buf
+	return buf
 }
 
 // sessionContextQuery sets the context at session level, for statements

@@ -72,6 +72,13 @@ func (s *session) login(ctx context.Context) error {
 	if mapped, ok := s.srv.cfg.Databases[db]; ok {
 		db = mapped
 	}
+	if err := s.admitTenant(); err != nil {
+		var pe *pgerr.Error
+		if errors.As(err, &pe) {
+			s.audit(audit.ReasonAuthFailed, pe.Reason, pe.Code, "", pe.Message)
+		}
+		return err
+	}
 	s.key = poolmgr.Key{Database: db, Tenant: id.Org}
 	s.sessionMode = s.srv.pools.Mode(s.key) == poolmgr.ModeSession
 	s.log = s.log.With().Str("tenant", id.Org).Str("database", db).Logger()
@@ -110,6 +117,12 @@ func (s *session) login(ctx context.Context) error {
 		return err
 	}
 	_ = s.conn.SetDeadline(time.Time{})
+	s.mu.Lock()
+	ended := s.mu.ended
+	s.mu.Unlock()
+	if ended != nil { // the tenant was suspended while the client logged in
+		return ended
+	}
 	s.log.Debug().Str("subject", id.Subject).Msg("client logged in")
 	return nil
 }

@@ -141,19 +141,20 @@ func (s *session) pumpLoop(b *backendConn) error {
 			// is asynchronous (a notice, a parameter change) and the next
 			// one may still start a group.
 			s.mu.Lock()
-			inject, params, inFlight := injectNone, false, len(s.mu.groups) > 0
+			inject, injected, params, inFlight := injectNone, 0, false, len(s.mu.groups) > 0
 			if inFlight {
-				inject, params = s.mu.groups[0].inject, s.mu.groups[0].params
+				g := &s.mu.groups[0]
+				inject, injected, params = g.inject, g.injected, g.params
 			}
 			s.mu.Unlock()
 			groupStart = !inFlight
 			if params {
-				if err := s.skipInjected(b, injectParams); err != nil {
+				if err := s.skipInjected(b, injectParams, 0); err != nil {
 					return err
 				}
 			}
 			if inject != injectNone {
-				if err := s.skipInjected(b, inject); err != nil {
+				if err := s.skipInjected(b, inject, injected); err != nil {
 					return err
 				}
 				continue
@@ -232,6 +233,9 @@ func (s *session) pumpLoop(b *backendConn) error {
 			s.mu.groups = append(s.mu.groups[:0], s.mu.groups[1:]...)
 		}
 		s.mu.status = status
+		if status != 'I' && len(s.mu.groups) == 0 {
+			s.armIdleInTxLocked()
+		}
 		// In session mode the backend stays, unless a client dropped the
 		// proxy's own statements on it.
 		detach := len(s.mu.groups) == 0 && status == 'I' && !s.mu.closing && (!s.sessionMode || b.dropped)
@@ -286,7 +290,7 @@ func fatalBackendError(b *backendConn, h wire.Header) error {
 // transaction), the DataRow of the set_config form, CommandComplete and, for
 // the synced form, ReadyForQuery.
 // Asynchronous ParameterStatus and NotificationResponse pass through.
-func (s *session) skipInjected(b *backendConn, kind injectKind) error {
+func (s *session) skipInjected(b *backendConn, kind injectKind, statements int) error {
 	completes := 0
 	for {
 		h, err := wire.PeekHeader(b.r, 0)
@@ -316,7 +320,7 @@ func (s *session) skipInjected(b *backendConn, kind injectKind) error {
 			if err := wire.Discard(b.r, h); err != nil {
 				return err
 			}
-			if completes++; (kind == injectLocal || kind == injectBlock) && completes == b.localStmts {
+			if completes++; (kind == injectLocal || kind == injectBlock) && completes == statements {
 				return nil
 			}
 			// injectSession waits for its ReadyForQuery; injectParams may

@@ -167,10 +167,11 @@ func (s *session) replan(b *backendConn, h wire.Header) (bool, error) {
 	g.ops = append(g.ops[:0],
 		stmtOp{kind: '3', injected: true, stmt: cs, had: true},
 		stmtOp{kind: '1', injected: true, stmt: cs})
-	s.mu.Unlock()
-	if refresh := s.srv.dialer.tokenRefresh(b, time.Now()); refresh != nil {
+	if refresh := s.srv.dialer.refresh(b, time.Now(), s.tenantSettings()); refresh != nil {
 		_, _ = b.w.Write(refresh)
 	}
+	g.injected = b.localStmts
+	s.mu.Unlock()
 	_, _ = b.w.Write(b.injectLocal)
 	buf := appendFrame(nil, 'C', []byte{'S'}, cs.server, nil)
 	buf = appendFrame(buf, 'P', nil, cs.server, cs.rest)

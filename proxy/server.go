@@ -90,6 +90,14 @@ type Config struct {
 	// Audit, when set, receives the cross-tenant attempts: blocked
 	// statements, rejected contexts, RLS violations, failed logins.
 	Audit Auditor
+	// Tenants, when set, is the tenant registry: it admits logins and
+	// gives each tenant's settings, applied from its next transaction.
+	// Without it every tenant a valid token names is served.
+	Tenants TenantRegistry
+	// FlagsSetting is where a tenant's feature flags are set, as JSON,
+	// for each of its transactions when Tenants is set
+	// (DefaultFlagsSetting when empty).
+	FlagsSetting string
 }
 
 // SetWith is how the per-transaction context is set.
@@ -130,6 +138,7 @@ type Server struct {
 		listeners map[net.Listener]struct{}
 		sessions  map[*session]struct{}
 		cancel    map[uint32]*session // by the process ID pgtenant issued
+		perTenant map[string]int      // admitted sessions by tenant
 		closed    bool
 	}
 	wg sync.WaitGroup // one per session goroutine
@@ -167,12 +176,19 @@ func New(cfg Config, authn Authenticator, opts ...Option) (*Server, error) {
 	s.mu.listeners = map[net.Listener]struct{}{}
 	s.mu.sessions = map[*session]struct{}{}
 	s.mu.cancel = map[uint32]*session{}
+	s.mu.perTenant = map[string]int{}
 	setWith := cfg.SetWith
 	if cfg.SetConfig {
 		setWith = SetWithConfig
 	}
 	s.dialer = &backendDialer{base: cfg.Backend, setting: cfg.Setting, setWith: setWith,
-		signer: cfg.Signer, tokenSetting: cfg.TokenSetting, log: s.log}
+		signer: cfg.Signer, tokenSetting: cfg.TokenSetting, tenants: cfg.Tenants, log: s.log}
+	if cfg.Tenants != nil {
+		s.dialer.flagsSetting = cond(cfg.FlagsSetting == "", DefaultFlagsSetting, cfg.FlagsSetting)
+		if !ValidSetting(s.dialer.flagsSetting) {
+			return nil, errors.New("proxy: invalid flags setting name " + cfg.FlagsSetting)
+		}
+	}
 	s.pools = poolmgr.New[*backendConn](cfg.Pool, s.dialer.dial)
 	return s, nil
 }
@@ -247,6 +263,11 @@ func (s *Server) untrack(sess *session) {
 	delete(s.mu.sessions, sess)
 	if sess.cancelPID != 0 {
 		delete(s.mu.cancel, sess.cancelPID)
+	}
+	if sess.org != "" {
+		if s.mu.perTenant[sess.org]--; s.mu.perTenant[sess.org] <= 0 {
+			delete(s.mu.perTenant, sess.org)
+		}
 	}
 	s.mu.Unlock()
 }

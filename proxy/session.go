@@ -45,6 +45,7 @@ const (
 type group struct {
 	params    bool // a synced unit setting session parameters comes first
 	inject    injectKind
+	injected  int      // CommandCompletes that answer the injected context
 	txControl bool     // some message in it may open or close a transaction block
 	ended     bool     // its Sync/Query/FunctionCall has been sent
 	ops       []stmtOp // Parses and Closes, in order
@@ -116,6 +117,10 @@ type session struct {
 	startup       map[string]string      // session settings from the startup packet; read-only after login
 	paramBuf      []byte                 // the pending session-parameter unit
 	pendingParams []byte                 // set by admit for forward
+	pendingCtx    []byte                 // set by admit for forward: context statements re-prepared
+	// org is the tenant the session counts against, once admitted (guarded
+	// by srv.mu).
+	org string
 
 	mu struct {
 		sync.Mutex
@@ -126,6 +131,8 @@ type session struct {
 		unsure   int     // groups in flight with txControl
 		closing  bool    // the client is gone or the session is ending
 		shutdown bool    // the server is shutting down
+		ended    *pgerr.Error // set by terminate: what the client is told
+		admitted uint64  // sync groups admitted so far; see armIdleInTx
 
 		params        map[string]string // the client's session settings
 		paramsVersion uint64            // bumped when params change
@@ -179,7 +186,7 @@ func (s *session) finish(err error) {
 	s.mu.Lock()
 	s.mu.closing = true
 	att := s.mu.att
-	shutdown := s.mu.shutdown
+	shutdown, ended := s.mu.shutdown, s.mu.ended
 	s.mu.Unlock()
 	if att != nil {
 		// Mid-transaction: the backend is dirty. The pump destroys it.
@@ -193,7 +200,9 @@ func (s *session) finish(err error) {
 	if err == nil || errors.Is(err, errNoStartup) {
 		return
 	}
-	if shutdown && isTimeout(err) {
+	if ended != nil {
+		err = ended
+	} else if shutdown && isTimeout(err) {
 		err = pgerr.NewFatal(pgerr.AdminShutdown, "shutdown", "terminating connection due to administrator command").
 			WithDetail("pgtenant is shutting down.")
 	}
@@ -411,8 +420,8 @@ func (s *session) forward(typ byte, frame []byte, flags stmtFlags) error {
 	}
 	switch inject {
 	case injectLocal, injectBlock:
-		if refresh := s.srv.dialer.tokenRefresh(b, time.Now()); refresh != nil {
-			_, _ = b.w.Write(refresh)
+		if s.pendingCtx != nil {
+			_, _ = b.w.Write(s.pendingCtx)
 		}
 		if inject == injectBlock {
 			_, _ = b.w.Write(b.injectBlock)
@@ -499,7 +508,8 @@ func (s *session) admit(typ byte, flags stmtFlags, terminal bool) (*attachment, 
 		}
 		if att := s.mu.att; att != nil {
 			g := group{txControl: flags&flagTxControl != 0, ended: terminal}
-			s.pendingParams = nil
+			s.pendingParams, s.pendingCtx = nil, nil
+			s.mu.admitted++
 			if executes && s.mu.status == 'I' && s.sessionMode {
 				// A session-mode client keeps its backend: its token is
 				// checked at each transaction instead of each attach.
@@ -515,6 +525,9 @@ func (s *session) admit(typ byte, flags stmtFlags, terminal bool) (*attachment, 
 				}
 				if flags&flagOwnTransaction != 0 {
 					g.inject = injectSession
+				} else {
+					s.pendingCtx = s.srv.dialer.refresh(att.b, time.Now(), s.tenantSettings())
+					g.injected = cond(g.inject == injectBlock, att.b.blockStmts, att.b.localStmts)
 				}
 				s.pendingParams = s.paramUnitLocked(att.b)
 				g.params = s.pendingParams != nil
@@ -708,6 +721,43 @@ func (s *session) cancelBackend() (sent bool) {
 
 // shutdown asks the session to end: at once if it is between transactions,
 // else when its transaction ends.
+// terminate ends the session at once with err: a transaction in flight is
+// rolled back (its backend connection is closed), and the client is told
+// err. It is safe to call from any goroutine, more than once.
+func (s *session) terminate(err *pgerr.Error) {
+	s.mu.Lock()
+	if s.mu.ended == nil {
+		s.mu.ended = err
+	}
+	s.mu.Unlock()
+	_ = s.conn.SetReadDeadline(aLongTimeAgo)
+	s.cancel() // a pool wait
+}
+
+// armIdleInTx ends the session with 25P03, as PostgreSQL's
+// idle_in_transaction_session_timeout does, when the client leaves the
+// transaction the backend just reported open without sending anything for
+// the tenant's IdleInTransactionTimeout. Called by the pump, with s.mu held,
+// at a ReadyForQuery in a transaction block with nothing in flight.
+func (s *session) armIdleInTxLocked() {
+	ts := s.tenantSettings()
+	if ts == nil || ts.IdleInTransactionTimeout <= 0 {
+		return
+	}
+	seen := s.mu.admitted
+	time.AfterFunc(ts.IdleInTransactionTimeout, func() {
+		s.mu.Lock()
+		idle := s.mu.admitted == seen && !s.mu.closing && s.mu.status != 'I' && len(s.mu.groups) == 0
+		s.mu.Unlock()
+		if idle {
+			s.terminate(pgerr.NewFatal(pgerr.IdleInTransactionTimeout, "idle_in_transaction_timeout",
+				"terminating connection due to idle-in-transaction timeout").
+				WithDetail("The transaction was left open for more than "+ts.IdleInTransactionTimeout.String()+"; it was rolled back.").
+				WithHint("Commit or roll back transactions promptly; the tenant's idle_in_transaction_timeout is set in the tenant registry."))
+		}
+	})
+}
+
 func (s *session) shutdown() {
 	s.mu.Lock()
 	s.mu.shutdown = true
