@@ -10,15 +10,37 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// SchemaVersion is the version of the tenancy schema tenancy.sql installs,
-// recorded in tenancy.schema_version.
-const SchemaVersion = 1
+// SchemaVersion is the version of the tenancy schema Install leaves, that
+// of the last of its migrations, recorded in tenancy.schema_version.
+const SchemaVersion = 2
 
-// tenancySQL is the DDL of the tenancy schema: idempotent, run by Install in
-// its transaction. It stores no key and grants nothing to application roles.
+// tenancySQL is the DDL of version 1 of the tenancy schema: the context keys,
+// current_org() and the audit table. It stores no key and grants nothing to
+// application roles.
 //
 //go:embed tenancy.sql
 var tenancySQL string
+
+// registrySQL is the DDL of version 2: the tenant registry (orgs, members,
+// history). It grants nothing to application roles.
+//
+//go:embed registry.sql
+var registrySQL string
+
+// migration is the DDL that brings the tenancy schema to version.
+type migration struct {
+	version int
+	sql     string
+}
+
+// migrations are the versions of the tenancy schema, oldest first, the last
+// at SchemaVersion. Every statement in them is idempotent, so Install runs
+// them all, every time, whatever version the database is at: a new version
+// is a new file appended here, never an edit that assumes an older one ran.
+var migrations = []migration{
+	{version: 1, sql: tenancySQL},
+	{version: 2, sql: registrySQL},
+}
 
 // installLockKey serializes concurrent installs in one database
 // (pg_advisory_xact_lock); the value is arbitrary but fixed.
@@ -65,10 +87,13 @@ func checkAppRoles(roles []string) error {
 	return nil
 }
 
-// Install makes the connected database ready for signed tenant contexts, in
-// one transaction: it runs tenancySQL, stores opts.Keys (and removes the
+// Install makes the connected database ready for signed tenant contexts and
+// the tenant registry, in one transaction: it runs the migrations up to
+// SchemaVersion and records that version, stores opts.Keys (and removes the
 // keys no longer listed), and grants opts.AppRoles exactly what they need.
-// Running it again with the same options changes nothing.
+// Running it again with the same options changes nothing. It refuses, before
+// changing anything, a schema at a version newer than SchemaVersion, which
+// a newer pgtenant installed.
 //
 // conn must be connected as the role that owns the tenancy schema (or will,
 // when it does not exist yet) or as a superuser, and that role must be
@@ -86,14 +111,59 @@ func Install(ctx context.Context, conn *pgx.Conn, opts InstallOptions) error {
 		if err := checkInstaller(ctx, tx, opts.AppRoles); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, tenancySQL); err != nil {
-			return fmt.Errorf("creating the tenancy schema: %w", err)
+		if err := migrate(ctx, tx); err != nil {
+			return err
 		}
 		if err := storeKeys(ctx, tx, opts.Keys); err != nil {
 			return err
 		}
 		return grantAppRoles(ctx, tx, opts.AppRoles)
 	})
+}
+
+// migrate brings the tenancy schema to SchemaVersion: it checks the
+// installed version is not newer, runs every migration in order and records
+// the version.
+func migrate(ctx context.Context, tx pgx.Tx) error {
+	installed, err := installedVersion(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if installed > SchemaVersion {
+		return fmt.Errorf("the tenancy schema is at version %d, newer than this pgtenant's (%d): "+
+			"run pgtenant policies install from the pgtenant release that installed it, or a later one", installed, SchemaVersion)
+	}
+	for _, m := range migrations {
+		if _, err := tx.Exec(ctx, m.sql); err != nil {
+			return fmt.Errorf("installing version %d of the tenancy schema: %w", m.version, err)
+		}
+	}
+	_, err = tx.Exec(ctx, `
+		INSERT INTO tenancy.schema_version AS v (version) VALUES ($1)
+		ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version, installed_at = EXCLUDED.installed_at
+			WHERE v.version IS DISTINCT FROM EXCLUDED.version`, SchemaVersion)
+	if err != nil {
+		return fmt.Errorf("recording version %d of the tenancy schema: %w", SchemaVersion, err)
+	}
+	return nil
+}
+
+// installedVersion returns the version recorded in tenancy.schema_version,
+// 0 when the schema or the table does not exist yet.
+func installedVersion(ctx context.Context, tx pgx.Tx) (int, error) {
+	var exists bool
+	err := tx.QueryRow(ctx, "SELECT pg_catalog.to_regclass('tenancy.schema_version') IS NOT NULL").Scan(&exists)
+	if err != nil {
+		return 0, fmt.Errorf("looking for tenancy.schema_version: %w", err)
+	}
+	if !exists {
+		return 0, nil
+	}
+	var version int
+	if err := tx.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM tenancy.schema_version").Scan(&version); err != nil {
+		return 0, fmt.Errorf("reading the installed version of the tenancy schema: %w", err)
+	}
+	return version, nil
 }
 
 // checkInstaller refuses to install as a role that cannot own the schema or

@@ -3,10 +3,6 @@ package policies
 import (
 	"context"
 	"errors"
-	"fmt"
-	"hash/crc32"
-	"regexp"
-	"strings"
 	"testing"
 	"time"
 
@@ -21,17 +17,8 @@ func TestMain(m *testing.M) { testpg.Main(m) }
 // rolePassword is the password of every login role the tests create.
 const rolePassword = "policies-test-password"
 
-var nonIdent = regexp.MustCompile(`[^a-z0-9]+`)
-
-// testName derives an identifier of the test's own from its name, short
-// enough to take a suffix and stay under PostgreSQL's 63 bytes.
-func testName(t testing.TB) string {
-	n := nonIdent.ReplaceAllString(strings.ToLower(t.Name()), "_")
-	if len(n) > 32 {
-		n = n[:32]
-	}
-	return fmt.Sprintf("pol_%s_%08x", n, crc32.ChecksumIEEE([]byte(t.Name())))
-}
+// testName derives an identifier of the test's own (see testpg.Name).
+func testName(t testing.TB) string { return testpg.Name(t, "pol") }
 
 func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

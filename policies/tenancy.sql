@@ -1,10 +1,13 @@
 -- pgtenant's tenancy schema, version 1: the signed tenant context that
 -- Row-Level Security policies trust, and the audit table.
 --
--- pgtenant policies install runs this file in one transaction, then stores
--- the context keys and grants the application roles what they need. Running
--- it again is harmless: every statement is idempotent. Run it as the role
--- that should own the schema, never as an application role.
+-- pgtenant policies install runs this file in one transaction, then the
+-- files of the later versions (registry.sql), records the version in
+-- tenancy.schema_version, stores the context keys and grants the application
+-- roles what they need; it refuses, before running anything, a schema newer
+-- than itself. Running it again is harmless: every statement is idempotent.
+-- Run it as the role that should own the schema, never as an application
+-- role.
 --
 -- Policies compare tenant rows with tenancy.current_org(), which returns the
 -- org of the transaction's verified context token (app.tenant_token), NULL
@@ -16,24 +19,15 @@
 SELECT pg_catalog.set_config('search_path', 'pg_catalog', true);
 
 CREATE SCHEMA IF NOT EXISTS tenancy;
-COMMENT ON SCHEMA tenancy IS 'pgtenant: signed tenant context and audit events; managed by pgtenant policies install';
+COMMENT ON SCHEMA tenancy IS 'pgtenant: signed tenant context, audit events and the tenant registry; managed by pgtenant policies install';
 REVOKE ALL ON SCHEMA tenancy FROM PUBLIC;
 
+-- The version of the schema, written by install after the last file ran.
 CREATE TABLE IF NOT EXISTS tenancy.schema_version (
 	singleton    boolean     PRIMARY KEY DEFAULT true CHECK (singleton),
 	version      integer     NOT NULL,
 	installed_at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
-
-DO $$
-DECLARE
-	installed integer := (SELECT version FROM tenancy.schema_version);
-BEGIN
-	IF installed > 1 THEN
-		RAISE EXCEPTION 'pgtenant: the tenancy schema is at version %, newer than this pgtenant''s (1)', installed
-			USING HINT = 'Run pgtenant policies install from the pgtenant release that installed it.';
-	END IF;
-END $$;
 
 -- HMAC-SHA256 keys for context tokens, stored as their pads: inner_key is the
 -- key (hashed when longer than 64 bytes, zero-padded to 64) XOR 0x36,
@@ -160,6 +154,3 @@ END $$;
 REVOKE ALL ON FUNCTION tenancy.current_org() FROM PUBLIC;
 COMMENT ON FUNCTION tenancy.current_org() IS
 	'pgtenant: the org of the transaction''s verified context token (app.tenant_token); NULL without one; SQLSTATE PT001-PT004 when forged, replayed, expired or contradicting app.current_org';
-
-INSERT INTO tenancy.schema_version (version) VALUES (1)
-	ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version, installed_at = EXCLUDED.installed_at;

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgtenant/pgtenant/internal/pgcluster"
+	"github.com/pgtenant/pgtenant/policies"
 )
 
 func TestPoliciesInstallThenCheckAGoodAndABadRole(t *testing.T) {
@@ -41,7 +42,7 @@ func TestPoliciesInstallThenCheckAGoodAndABadRole(t *testing.T) {
 		if err != nil {
 			t.Fatalf("install: %v\n%s", err, out)
 		}
-		if !strings.Contains(out, "tenancy schema version 1 installed in database app; context keys: k1; granted to: good_app") ||
+		if !strings.Contains(out, "tenancy schema version "+fmt.Sprint(policies.SchemaVersion)+" installed in database app; context keys: k1; granted to: good_app") ||
 			!strings.Contains(out, "good_app: no findings") {
 			t.Fatalf("install output:\n%s", out)
 		}

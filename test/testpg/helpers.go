@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"hash/crc32"
+	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +24,20 @@ func Context(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), StepTimeout)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+var nonIdent = regexp.MustCompile(`[^a-z0-9]+`)
+
+// Name derives an identifier of the test's own, for its databases and
+// roles: prefix, the test's name in lower case, and a hash that keeps
+// names apart when they share their first 32 characters. It stays under
+// PostgreSQL's 63 bytes with room for a suffix.
+func Name(t testing.TB, prefix string) string {
+	n := nonIdent.ReplaceAllString(strings.ToLower(t.Name()), "_")
+	if len(n) > 32 {
+		n = n[:32]
+	}
+	return fmt.Sprintf("%s_%s_%08x", prefix, n, crc32.ChecksumIEEE([]byte(t.Name())))
 }
 
 // SQLState returns the SQLSTATE of err, or "" when it carries none.
