@@ -6,6 +6,7 @@ package admin
 import (
 	"context"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,9 +17,9 @@ import (
 // error says why not.
 type ReadyFunc func(ctx context.Context) error
 
-// Handler returns the admin mux. Metrics come from reg (never the global
-// registry).
-func Handler(reg *prometheus.Registry, ready ReadyFunc) http.Handler {
+// Handler returns the admin mux, for more routes to be added (the API's
+// Register). Metrics come from reg (never the global registry).
+func Handler(reg *prometheus.Registry, ready ReadyFunc) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -37,4 +38,13 @@ func Handler(reg *prometheus.Registry, ready ReadyFunc) http.Handler {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	return mux
+}
+
+// RegisterPprof serves Go's profiler under /debug/pprof/.
+func RegisterPprof(mux *http.ServeMux) {
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 }

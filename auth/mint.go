@@ -3,6 +3,7 @@ package auth
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,6 +27,11 @@ type MintClaims struct {
 	// {"app_metadata":{"org":...}}), except for a namespaced URL claim
 	// ("https://example.com/org"), which is written under its literal name.
 	OrgClaim string
+	// Roles, when set, makes an admin token (see VerifyAdmin): they are
+	// written in RolesClaim (a top-level claim; "roles" when empty), and Org
+	// becomes optional.
+	Roles      []string
+	RolesClaim string
 }
 
 // registeredClaims are the claim names Mint writes itself.
@@ -42,10 +48,10 @@ func mint(secret []byte, c MintClaims, now time.Time) (string, error) {
 	if err := checkSecretLen(len(secret)); err != nil {
 		return "", err
 	}
-	if c.Org == "" {
+	if c.Org == "" && len(c.Roles) == 0 {
 		return "", errors.New("the tenant organization id is required")
 	}
-	if !safeOrg(c.Org) {
+	if c.Org != "" && !safeOrg(c.Org) {
 		return "", errors.New("the tenant organization id must not contain quotes, backslashes, whitespace or control characters")
 	}
 	if c.TTL < time.Second {
@@ -81,11 +87,23 @@ func mint(secret []byte, c MintClaims, now time.Time) (string, error) {
 	if c.Audience != "" {
 		claims["aud"] = c.Audience
 	}
-	var value any = c.Org
-	for i := len(segments) - 1; i > 0; i-- {
-		value = map[string]any{segments[i]: value}
+	if c.Org != "" {
+		var value any = c.Org
+		for i := len(segments) - 1; i > 0; i-- {
+			value = map[string]any{segments[i]: value}
+		}
+		claims[segments[0]] = value
 	}
-	claims[segments[0]] = value
+	if len(c.Roles) > 0 {
+		name := c.RolesClaim
+		if name == "" {
+			name = "roles"
+		}
+		if slices.Contains(registeredClaims, name) || name == segments[0] {
+			return "", fmt.Errorf("roles claim %q collides with another claim", name)
+		}
+		claims[name] = c.Roles
+	}
 
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(secret)
 }
