@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,6 +32,12 @@ const (
 	DefaultLogLevel     = "info"
 	DefaultLogFormat    = "json"
 	DefaultConnectLimit = 5 * time.Second
+	// DefaultRegistryReload is tenants.reload_interval's default.
+	DefaultRegistryReload = 30 * time.Second
+	// DefaultRolesClaim names the admin token's roles claim.
+	DefaultRolesClaim = "roles"
+	// DefaultTenantLabels is metrics.tenant_labels' default.
+	DefaultTenantLabels = "top:20"
 )
 
 // Config is the whole pgtenant configuration. Every field is a public key;
@@ -62,6 +69,10 @@ type Config struct {
 	Audit audit.Config `mapstructure:"audit"`
 	// Policies configures pgtenant policies list, apply and remove.
 	Policies Policies `mapstructure:"policies"`
+	// Tenants is the tenant registry.
+	Tenants Tenants `mapstructure:"tenants"`
+	// Metrics shapes what /metrics exports.
+	Metrics Metrics `mapstructure:"metrics"`
 }
 
 // Policies is the policies.* section: which tables are tenant tables and
@@ -113,9 +124,56 @@ func (p Policies) Validate() error {
 
 // Admin is the admin.* section.
 type Admin struct {
-	// Listen is the HTTP address for /metrics, /healthz and /readyz; "off"
-	// disables it.
+	// Listen is the HTTP address for /metrics, /healthz, /readyz and, with a
+	// tenant registry, the admin API under /api/v1; "off" disables it.
 	Listen string `mapstructure:"listen"`
+	// JWT verifies the admin API's bearer tokens. Without a key of its own
+	// it is auth.jwt: admin tokens come from the same issuer as client
+	// tokens.
+	JWT auth.JWTConfig `mapstructure:"jwt"`
+	// RolesClaim names the admin token claim holding its roles
+	// (platform_admin, admin); a dotted path reaches into objects.
+	RolesClaim string `mapstructure:"roles_claim"`
+	// Pprof serves Go's profiler under /debug/pprof/ on the admin listener.
+	Pprof bool `mapstructure:"pprof"`
+}
+
+// Tenants is the tenants.* section: the tenant registry.
+type Tenants struct {
+	// DSN is the control database holding the registry (tenancy.orgs,
+	// created by pgtenant policies install). Empty: no registry, and every
+	// tenant a valid token names is served.
+	DSN string `mapstructure:"dsn"`
+	// ReloadInterval is how often the whole registry is read again, on top
+	// of the changes LISTEN/NOTIFY delivers at once.
+	ReloadInterval time.Duration `mapstructure:"reload_interval"`
+	// FlagsSetting is the setting each transaction of a tenant carries its
+	// feature flags in, as JSON.
+	FlagsSetting string `mapstructure:"flags_setting"`
+}
+
+// Metrics is the metrics.* section.
+type Metrics struct {
+	// TenantLabels bounds the tenant label: "none" (one series for all
+	// tenants), "all", or "top:N" (the N busiest tenants keep their label,
+	// the rest are folded into one).
+	TenantLabels string `mapstructure:"tenant_labels"`
+}
+
+// RegistryEnabled reports whether a tenant registry is configured.
+func (c Config) RegistryEnabled() bool { return c.Tenants.DSN != "" }
+
+// AdminJWT is the configuration admin tokens are verified with: admin.jwt
+// when it names a key, else auth.jwt.
+func (c Config) AdminJWT() auth.JWTConfig {
+	if hasKey(c.Admin.JWT) {
+		return c.Admin.JWT
+	}
+	return c.Auth.JWT
+}
+
+func hasKey(j auth.JWTConfig) bool {
+	return j.Secret != "" || j.SecretFile != "" || j.PublicKeyFile != "" || j.JWKSFile != ""
 }
 
 // Backend is the backend.* section.
@@ -280,6 +338,11 @@ func Default() Config {
 func (c *Config) SetDefaults() {
 	orDefault(&c.Listen, DefaultListen)
 	orDefault(&c.Admin.Listen, DefaultAdminListen)
+	orDefault(&c.Admin.RolesClaim, DefaultRolesClaim)
+	c.Admin.JWT.SetDefaults()
+	orDefault(&c.Tenants.ReloadInterval, DefaultRegistryReload)
+	orDefault(&c.Tenants.FlagsSetting, proxy.DefaultFlagsSetting)
+	orDefault(&c.Metrics.TenantLabels, DefaultTenantLabels)
 	orDefault(&c.Backend.ConnectTimeout, DefaultConnectLimit)
 	orDefault(&c.Backend.MaxPreparedStatements, proxy.DefaultMaxBackendStatements)
 	orDefault(&c.Tenancy.Setting, DefaultSetting)
@@ -393,6 +456,9 @@ func (c Config) Validate() error {
 	if err := c.Policies.Validate(); err != nil {
 		return err
 	}
+	if err := c.validateRegistry(); err != nil {
+		return err
+	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		return fmt.Errorf("tls.cert_file and tls.key_file must be set together")
 	}
@@ -427,6 +493,47 @@ func (c Config) Validate() error {
 		return fmt.Errorf("log.format: %q must be json or console", c.Log.Format)
 	}
 	return nil
+}
+
+// validateRegistry checks the tenants, admin and metrics keys.
+func (c Config) validateRegistry() error {
+	if c.Tenants.DSN != "" {
+		if _, err := pgconn.ParseConfig(c.Tenants.DSN); err != nil {
+			return fmt.Errorf("tenants.dsn: %s", redactDSNError(err))
+		}
+	}
+	if c.Tenants.ReloadInterval < time.Second {
+		return fmt.Errorf("tenants.reload_interval must be at least 1s")
+	}
+	if !proxy.ValidSetting(c.Tenants.FlagsSetting) || c.Tenants.FlagsSetting == c.Tenancy.Setting {
+		return fmt.Errorf("tenants.flags_setting: %q must be a custom setting name like app.org_flags, other than tenancy.setting", c.Tenants.FlagsSetting)
+	}
+	if hasKey(c.Admin.JWT) { // else auth.jwt, validated above
+		if err := c.Admin.JWT.Validate(); err != nil {
+			return fmt.Errorf("admin.jwt: %w", err)
+		}
+	}
+	if _, err := ParseTenantLabels(c.Metrics.TenantLabels); err != nil {
+		return err
+	}
+	return nil
+}
+
+// ParseTenantLabels reads metrics.tenant_labels: -1 for all tenants, 0 for
+// none, N for the N busiest.
+func ParseTenantLabels(s string) (int, error) {
+	switch s {
+	case "all":
+		return -1, nil
+	case "none":
+		return 0, nil
+	}
+	if n, ok := strings.CutPrefix(s, "top:"); ok {
+		if v, err := strconv.Atoi(n); err == nil && v >= 1 && v <= 10000 {
+			return v, nil
+		}
+	}
+	return 0, fmt.Errorf("metrics.tenant_labels: %q must be none, all or top:N with N from 1 to 10000", s)
 }
 
 // AdminEnabled reports whether the admin HTTP listener runs.
@@ -514,8 +621,8 @@ func (c Config) GuardConfig(database, tenant string) policies.GuardConfig {
 	return policies.GuardConfig{
 		Allow:              allow,
 		BlockAdvisoryLocks: c.Guard.BlockAdvisoryLocks,
-		// The tenant setting is reserved even outside app.*.
-		ReservedSettings: append(append([]string(nil), c.Guard.ReservedSettings...), c.Tenancy.Setting),
+		// The tenant setting and the flags are reserved even outside app.*.
+		ReservedSettings: append(append([]string(nil), c.Guard.ReservedSettings...), c.Tenancy.Setting, c.Tenants.FlagsSetting),
 		CacheSize:        c.Guard.CacheSize,
 	}
 }

@@ -87,7 +87,8 @@ type Manager[C Conn] struct {
 	dial     Dialer[C]
 	clock    func() mono
 	interval time.Duration
-	base     Settings
+	// base and maxConns change only under mu (Reconfigure).
+	base Settings
 	// databaseModes is Config.DatabaseModes; read-only.
 	databaseModes map[string]string
 	maxConns      int
@@ -343,6 +344,7 @@ func (m *Manager[C]) SetOverrides(tenants map[string]Override) {
 func (m *Manager[C]) Mode(key Key) string {
 	m.mu.Lock()
 	o := m.mu.overrides[strings.ToLower(key.Tenant)]
+	base := m.base.Mode
 	m.mu.Unlock()
 	if o.Mode != nil && (*o.Mode == ModeTransaction || *o.Mode == ModeSession) {
 		return *o.Mode
@@ -350,7 +352,19 @@ func (m *Manager[C]) Mode(key Key) string {
 	if mode, ok := m.databaseModes[strings.ToLower(key.Database)]; ok {
 		return mode
 	}
-	return m.base.Mode
+	return base
+}
+
+// Reconfigure applies cfg's pool settings, global cap and per-tenant
+// overrides to the existing pools and the future ones, as SetOverrides
+// does. The database modes, ReapAfter and the maintenance interval keep
+// their values from New. cfg must be valid.
+func (m *Manager[C]) Reconfigure(cfg Config) {
+	cfg.SetDefaults()
+	m.mu.Lock()
+	m.base, m.maxConns = cfg.Settings, cfg.MaxBackendConns
+	m.mu.Unlock()
+	m.SetOverrides(cfg.Tenants)
 }
 
 // ClosePool closes key's pool, for a tenant that is suspended: idle

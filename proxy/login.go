@@ -60,6 +60,7 @@ func (s *session) login(ctx context.Context) error {
 	if err != nil {
 		var pe *pgerr.Error
 		if errors.As(err, &pe) {
+			s.srv.metrics.authFailures.WithLabelValues(pe.Reason).Inc()
 			s.audit(audit.ReasonAuthFailed, pe.Reason, pe.Code, "", pe.Message)
 		}
 		return err
@@ -75,10 +76,12 @@ func (s *session) login(ctx context.Context) error {
 	if err := s.admitTenant(); err != nil {
 		var pe *pgerr.Error
 		if errors.As(err, &pe) {
-			s.audit(audit.ReasonAuthFailed, pe.Reason, pe.Code, "", pe.Message)
+			s.srv.metrics.authFailures.WithLabelValues(pe.Reason).Inc()
+			s.audit(audit.ReasonTenantRefused, pe.Reason, pe.Code, "", pe.Message)
 		}
 		return err
 	}
+	s.stats = s.srv.metrics.tenant(id.Org)
 	s.key = poolmgr.Key{Database: db, Tenant: id.Org}
 	s.sessionMode = s.srv.pools.Mode(s.key) == poolmgr.ModeSession
 	s.log = s.log.With().Str("tenant", id.Org).Str("database", db).Logger()

@@ -208,6 +208,7 @@ func (s *session) pumpLoop(b *backendConn) error {
 			}
 			continue
 		}
+		readyAt := time.Now()
 		frame, err := wire.PeekFrame(b.r, h)
 		if err != nil || h.BodyLen != 1 {
 			return fmt.Errorf("malformed ReadyForQuery from backend: %v", err)
@@ -224,12 +225,14 @@ func (s *session) pumpLoop(b *backendConn) error {
 		// backend can go back to the pool.
 		s.wmu.Lock()
 		s.mu.Lock()
+		var answered group
 		if len(s.mu.groups) > 0 {
 			g := &s.mu.groups[0]
 			if g.txControl {
 				s.mu.unsure--
 			}
 			s.undoStmtOpsLocked(b, g)
+			answered = *g
 			s.mu.groups = append(s.mu.groups[:0], s.mu.groups[1:]...)
 		}
 		s.mu.status = status
@@ -245,6 +248,12 @@ func (s *session) pumpLoop(b *backendConn) error {
 		s.mu.cond.Broadcast()
 		s.mu.Unlock()
 		s.wmu.Unlock()
+		if !answered.sentAt.IsZero() {
+			m := s.srv.metrics
+			m.backend.Observe(readyAt.Sub(answered.sentAt).Seconds())
+			m.overhead.Observe((answered.in + time.Since(readyAt)).Seconds())
+			s.stats.queries.Add(1)
+		}
 		if detach {
 			return nil
 		}

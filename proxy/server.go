@@ -94,6 +94,10 @@ type Config struct {
 	// gives each tenant's settings, applied from its next transaction.
 	// Without it every tenant a valid token names is served.
 	Tenants TenantRegistry
+	// TenantLabels bounds the tenant label of the metrics (Collector): -1
+	// labels every tenant, 0 none (one series, TenantAll), N the N tenants
+	// with the most transactions (the rest are TenantOther).
+	TenantLabels int
 	// FlagsSetting is where a tenant's feature flags are set, as JSON,
 	// for each of its transactions when Tenants is set
 	// (DefaultFlagsSetting when empty).
@@ -144,6 +148,15 @@ type Server struct {
 	wg sync.WaitGroup // one per session goroutine
 
 	cancels struct{ forwarded, idle, rejected atomic.Int64 }
+	metrics *metrics
+
+	// poolMu orders changes of the pools' configuration: the file's (on
+	// SIGHUP) and the registry's overrides.
+	poolMu struct {
+		sync.Mutex
+		config   poolmgr.Config
+		registry map[string]poolmgr.Override
+	}
 }
 
 // New builds a Server. It does not listen; call Serve.
@@ -169,7 +182,7 @@ func New(cfg Config, authn Authenticator, opts ...Option) (*Server, error) {
 	if cfg.MaxBackendStatements <= 0 {
 		cfg.MaxBackendStatements = DefaultMaxBackendStatements
 	}
-	s := &Server{cfg: cfg, auth: authn, log: zerolog.Nop()}
+	s := &Server{cfg: cfg, auth: authn, log: zerolog.Nop(), metrics: newMetrics(cfg.TenantLabels)}
 	for _, o := range opts {
 		o(s)
 	}
@@ -190,6 +203,7 @@ func New(cfg Config, authn Authenticator, opts ...Option) (*Server, error) {
 		}
 	}
 	s.pools = poolmgr.New[*backendConn](cfg.Pool, s.dialer.dial)
+	s.poolMu.config = cfg.Pool
 	return s, nil
 }
 

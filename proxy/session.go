@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -45,10 +46,13 @@ const (
 type group struct {
 	params    bool // a synced unit setting session parameters comes first
 	inject    injectKind
-	injected  int      // CommandCompletes that answer the injected context
-	txControl bool     // some message in it may open or close a transaction block
-	ended     bool     // its Sync/Query/FunctionCall has been sent
-	ops       []stmtOp // Parses and Closes, in order
+	injected  int           // CommandCompletes that answer the injected context
+	readAt    time.Time     // when its first message was read
+	in        time.Duration // from then until its last message was written to the backend
+	sentAt    time.Time     // when its last message was written to the backend
+	txControl bool          // some message in it may open or close a transaction block
+	ended     bool          // its Sync/Query/FunctionCall has been sent
+	ops       []stmtOp      // Parses and Closes, in order
 }
 
 // attachment is a backend serving the session for the current transaction.
@@ -118,6 +122,9 @@ type session struct {
 	paramBuf      []byte                 // the pending session-parameter unit
 	pendingParams []byte                 // set by admit for forward
 	pendingCtx    []byte                 // set by admit for forward: context statements re-prepared
+	readAt        time.Time              // when the message being forwarded was read
+	stats         *tenantStats           // the tenant's counters, once logged in
+	waiting       atomic.Bool            // waiting for a pool connection
 	// org is the tenant the session counts against, once admitted (guarded
 	// by srv.mu).
 	org string
@@ -126,13 +133,13 @@ type session struct {
 		sync.Mutex
 		cond     sync.Cond
 		att      *attachment
-		groups   []group // in flight, oldest first
-		status   byte    // status of the last ReadyForQuery
-		unsure   int     // groups in flight with txControl
-		closing  bool    // the client is gone or the session is ending
-		shutdown bool    // the server is shutting down
+		groups   []group      // in flight, oldest first
+		status   byte         // status of the last ReadyForQuery
+		unsure   int          // groups in flight with txControl
+		closing  bool         // the client is gone or the session is ending
+		shutdown bool         // the server is shutting down
 		ended    *pgerr.Error // set by terminate: what the client is told
-		admitted uint64  // sync groups admitted so far; see armIdleInTx
+		admitted uint64       // sync groups admitted so far; see armIdleInTx
 
 		params        map[string]string // the client's session settings
 		paramsVersion uint64            // bumped when params change
@@ -241,6 +248,7 @@ func (s *session) writeError(err error) {
 func (s *session) serve() error {
 	for {
 		h, err := wire.PeekHeader(s.r, s.srv.cfg.MaxMessageSize)
+		s.readAt = time.Now()
 		if err != nil {
 			if errors.Is(err, wire.ErrTooLarge) {
 				return pgerr.NewFatal(pgerr.ProgramLimitExceeded, "message_too_large", "message too large").
@@ -482,6 +490,8 @@ func (s *session) admit(typ byte, flags stmtFlags, terminal bool) (*attachment, 
 			if terminal {
 				g.ended = true
 				s.inGroup = false
+				g.sentAt = time.Now()
+				g.in = g.sentAt.Sub(g.readAt)
 			}
 			s.mu.Unlock()
 			return att, injectNone, nil
@@ -507,7 +517,11 @@ func (s *session) admit(typ byte, flags stmtFlags, terminal bool) (*attachment, 
 			return nil, injectNone, errBackendGone
 		}
 		if att := s.mu.att; att != nil {
-			g := group{txControl: flags&flagTxControl != 0, ended: terminal}
+			g := group{txControl: flags&flagTxControl != 0, ended: terminal, readAt: s.readAt}
+			if terminal {
+				g.sentAt = time.Now()
+				g.in = g.sentAt.Sub(g.readAt)
+			}
 			s.pendingParams, s.pendingCtx = nil, nil
 			s.mu.admitted++
 			if executes && s.mu.status == 'I' && s.sessionMode {
@@ -529,6 +543,7 @@ func (s *session) admit(typ byte, flags stmtFlags, terminal bool) (*attachment, 
 					s.pendingCtx = s.srv.dialer.refresh(att.b, time.Now(), s.tenantSettings())
 					g.injected = cond(g.inject == injectBlock, att.b.blockStmts, att.b.localStmts)
 				}
+				s.stats.transactions.Add(1)
 				s.pendingParams = s.paramUnitLocked(att.b)
 				g.params = s.pendingParams != nil
 			}
@@ -582,8 +597,16 @@ func (s *session) attach() error {
 	if err := s.checkExpiry(); err != nil {
 		return err
 	}
+	s.waiting.Store(true)
+	start := time.Now()
 	lease, err := s.acquireLive()
+	s.stats.wait.observe(time.Since(start))
+	s.waiting.Store(false)
 	if err != nil {
+		var pe *pgerr.Error
+		if errors.As(err, &pe) && pe.Code == pgerr.TooManyConnections {
+			s.stats.waitTimeouts.Add(1)
+		}
 		return err
 	}
 	s.waitPump() // the pump has let go of the client writer
@@ -752,7 +775,7 @@ func (s *session) armIdleInTxLocked() {
 		if idle {
 			s.terminate(pgerr.NewFatal(pgerr.IdleInTransactionTimeout, "idle_in_transaction_timeout",
 				"terminating connection due to idle-in-transaction timeout").
-				WithDetail("The transaction was left open for more than "+ts.IdleInTransactionTimeout.String()+"; it was rolled back.").
+				WithDetail("The transaction was left open for more than " + ts.IdleInTransactionTimeout.String() + "; it was rolled back.").
 				WithHint("Commit or roll back transactions promptly; the tenant's idle_in_transaction_timeout is set in the tenant registry."))
 		}
 	})

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"maps"
 	"strconv"
 	"time"
 
@@ -112,11 +113,29 @@ func (s *Server) SessionsByTenant() map[string]int {
 	return out
 }
 
-// SetPoolOverrides replaces the per-tenant pool overrides: the configured
-// ones merged with the registry's (the registry's win field by field).
+// SetPoolOverrides replaces the registry's per-tenant pool overrides; they
+// win, field by field, over the configured ones.
 func (s *Server) SetPoolOverrides(registry map[string]poolmgr.Override) {
-	merged := make(map[string]poolmgr.Override, len(s.cfg.Pool.Tenants)+len(registry))
-	for org, o := range s.cfg.Pool.Tenants {
+	s.poolMu.Lock()
+	defer s.poolMu.Unlock()
+	s.poolMu.registry = maps.Clone(registry)
+	s.reconfigurePoolsLocked()
+}
+
+// SetPoolConfig replaces the pool configuration (on SIGHUP): sizes,
+// timeouts, the global cap and the configured per-tenant overrides apply to
+// the live pools at once; the database modes keep their start-up values.
+func (s *Server) SetPoolConfig(c poolmgr.Config) {
+	s.poolMu.Lock()
+	defer s.poolMu.Unlock()
+	s.poolMu.config = c
+	s.reconfigurePoolsLocked()
+}
+
+func (s *Server) reconfigurePoolsLocked() {
+	c, registry := s.poolMu.config, s.poolMu.registry
+	merged := make(map[string]poolmgr.Override, len(c.Tenants)+len(registry))
+	for org, o := range c.Tenants {
 		merged[org] = o
 	}
 	for org, r := range registry {
@@ -129,5 +148,6 @@ func (s *Server) SetPoolOverrides(registry map[string]poolmgr.Override) {
 		o.Mode = cond(r.Mode != nil, r.Mode, o.Mode)
 		merged[org] = o
 	}
-	s.pools.SetOverrides(merged)
+	c.Tenants = merged
+	s.pools.Reconfigure(c)
 }

@@ -113,7 +113,7 @@ func runDemo(ctx context.Context, out io.Writer, listen string) error {
 
 	started := make(chan listening, 1)
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, cfg, newLogger(cfg.Log), started) }()
+	go func() { done <- run(ctx, cfg, newLogger(cfg.Log), started, nil) }()
 	var addrs listening
 	select {
 	case addrs = <-started:

@@ -42,6 +42,6 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newTokenCmd(), newDemoCmd(), newAuditCmd(), newPoliciesCmd())
+	root.AddCommand(newServeCmd(), newTokenCmd(), newDemoCmd(), newAuditCmd(), newPoliciesCmd(), newTenantsCmd())
 	return root
 }

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"reflect"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -52,7 +54,8 @@ func newServeCmd() *cobra.Command {
 			cfg.Tenancy.Hardening = config.HardeningStrict
 		}
 		log := newLogger(cfg.Log)
-		return run(cmd.Context(), cfg, log, nil)
+		reload := func() (config.Config, error) { return loadConfig(cmd, *file, true) }
+		return run(cmd.Context(), cfg, log, nil, reload)
 	}
 	return cmd
 }
@@ -75,8 +78,10 @@ func newLogger(c config.Log) zerolog.Logger {
 type listening struct{ Client, Admin string }
 
 // run serves until ctx is done, then shuts down gracefully. When started is
-// not nil it receives the listen addresses once both listeners are up.
-func run(ctx context.Context, cfg config.Config, log zerolog.Logger, started chan<- listening) error {
+// not nil it receives the listen addresses once both listeners are up. On
+// SIGHUP it reloads the TLS certificate and, when reload is not nil, applies
+// the pool settings and guard rules of the configuration reload returns.
+func run(ctx context.Context, cfg config.Config, log zerolog.Logger, started chan<- listening, reload func() (config.Config, error)) error {
 	orgRe, err := cfg.OrgRegexp()
 	if err != nil {
 		return err
@@ -90,35 +95,21 @@ func run(ctx context.Context, cfg config.Config, log zerolog.Logger, started cha
 		return err
 	}
 	var tlsCfg *tls.Config
+	var certs *tlsreload.Reloader
 	if cfg.TLS.CertFile != "" {
-		certs, err := tlsreload.New(cfg.TLS.CertFile, cfg.TLS.KeyFile)
-		if err != nil {
+		if certs, err = tlsreload.New(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
 			return err
 		}
 		tlsCfg = certs.Config()
-		// SIGHUP reloads the certificate and key; connections keep theirs.
-		hup, stop := make(chan os.Signal, 1), make(chan struct{})
-		signal.Notify(hup, syscall.SIGHUP)
-		defer func() { signal.Stop(hup); close(stop) }()
-		go func() {
-			for {
-				select {
-				case <-stop:
-					return
-				case <-hup:
-					if err := certs.Reload(); err != nil {
-						log.Error().Err(err).Msg("SIGHUP: TLS certificate not reloaded; the previous one stays in use")
-					} else {
-						log.Info().Msg("SIGHUP: TLS certificate reloaded")
-					}
-				}
-			}
-		}()
 	}
 	if err := checkHardening(ctx, cfg, backend, log); err != nil {
 		return err
 	}
 	signer, err := contextSigner(cfg, log)
+	if err != nil {
+		return err
+	}
+	tenantLabels, err := config.ParseTenantLabels(cfg.Metrics.TenantLabels)
 	if err != nil {
 		return err
 	}
@@ -136,22 +127,28 @@ func run(ctx context.Context, cfg config.Config, log zerolog.Logger, started cha
 		ExpireSessions:       !cfg.Auth.AllowExpiredSessions,
 		MaxBackendStatements: cfg.Backend.MaxPreparedStatements,
 		TokenLeeway:          cfg.Auth.JWT.Leeway,
+		TenantLabels:         tenantLabels,
 	}
 	if signer != nil {
 		pcfg.Signer, pcfg.TokenSetting = signer, policies.TokenSetting
-	}
-	if cfg.GuardEnabled() {
-		g, err := newGuards(cfg)
-		if err != nil {
-			return err
-		}
-		pcfg.Guard = g
 	}
 	// One registry for everything pgtenant exports, served at /metrics
 	// when the admin listener runs.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		collectors.NewBuildInfoCollector())
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "pgtenant_build_info",
+			Help:        "Always 1; the labels say which pgtenant runs.",
+			ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
+		}, func() float64 { return 1 }))
+	var guard *guards
+	if cfg.GuardEnabled() {
+		if guard, err = newGuards(cfg); err != nil {
+			return err
+		}
+		pcfg.Guard = guard
+		reg.MustRegister(guard)
+	}
 	auditLog, err := audit.New(cfg.Audit, log, reg)
 	if err != nil {
 		return err
@@ -164,10 +161,26 @@ func run(ctx context.Context, cfg config.Config, log zerolog.Logger, started cha
 		}
 	}()
 	pcfg.Audit = auditLog
+	var registry *tenantRegistry
+	if cfg.RegistryEnabled() {
+		if registry, err = openTenantRegistry(ctx, cfg, log, reg); err != nil {
+			return err
+		}
+		defer registry.close()
+		pcfg.Tenants, pcfg.FlagsSetting = registry, cfg.Tenants.FlagsSetting
+	}
 	srv, err := proxy.New(pcfg, verifier, proxy.WithLogger(log))
 	if err != nil {
 		return err
 	}
+	if registry != nil {
+		registry.start(srv)
+	}
+	reg.MustRegister(srv.Collector())
+	stopProbe := probeBackend(backend, reg)
+	defer stopProbe()
+	stopHUP := onSIGHUP(func() { reloadLive(cfg, reload, certs, guard, srv, log) })
+	defer stopHUP()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		srv.Close()
@@ -199,8 +212,23 @@ func run(ctx context.Context, cfg config.Config, log zerolog.Logger, started cha
 				ConstLabels: prometheus.Labels{"result": c.result},
 			}, func() float64 { return float64(c.value(srv.CancelStats())) }))
 		}
+		mux := admin.Handler(reg, readiness(backend, registry))
+		if cfg.Admin.Pprof {
+			admin.RegisterPprof(mux)
+		}
+		if registry != nil {
+			api, closeAPI, err := newAdminAPI(ctx, cfg, orgRe, srv, log)
+			if err != nil {
+				aln.Close()
+				ln.Close()
+				srv.Close()
+				return err
+			}
+			defer closeAPI()
+			api.Register(mux)
+		}
 		httpSrv = &http.Server{
-			Handler:           admin.Handler(reg, readiness(backend)),
+			Handler:           mux,
 			ReadHeaderTimeout: 10 * time.Second,
 		}
 		go func() { httpErr <- httpSrv.Serve(aln) }()
@@ -234,13 +262,135 @@ func run(ctx context.Context, cfg config.Config, log zerolog.Logger, started cha
 }
 
 // readiness reports ready when PostgreSQL accepts a connection as the
-// application role.
-func readiness(backend *pgconn.Config) admin.ReadyFunc {
+// application role and, with a registry, the registry was loaded recently.
+func readiness(backend *pgconn.Config, registry *tenantRegistry) admin.ReadyFunc {
 	return func(ctx context.Context) error {
+		if registry != nil {
+			if err := registry.fresh(); err != nil {
+				return err
+			}
+		}
 		c, err := pgconn.ConnectConfig(ctx, backend.Copy())
 		if err != nil {
 			return errors.New("backend unreachable")
 		}
 		return c.Close(ctx)
 	}
+}
+
+// backendProbeInterval is how often pgtenant_backend_up is measured.
+const backendProbeInterval = 10 * time.Second
+
+// probeBackend connects to PostgreSQL as the application role every
+// backendProbeInterval and exports the result as pgtenant_backend_up. The
+// returned func stops it.
+func probeBackend(backend *pgconn.Config, reg prometheus.Registerer) func() {
+	up := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "pgtenant_backend_up",
+		Help: "1 when pgtenant's last connection attempt to PostgreSQL as the application role succeeded, 0 otherwise.",
+	})
+	reg.MustRegister(up)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(backendProbeInterval)
+		defer tick.Stop()
+		for {
+			pctx, pcancel := context.WithTimeout(ctx, backendProbeInterval)
+			if c, err := pgconn.ConnectConfig(pctx, backend.Copy()); err == nil {
+				_ = c.Close(pctx)
+				up.Set(1)
+			} else if ctx.Err() == nil {
+				up.Set(0)
+			}
+			pcancel()
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// onSIGHUP calls fn for every SIGHUP until the returned func is called.
+func onSIGHUP(fn func()) func() {
+	hup, stop, done := make(chan os.Signal, 1), make(chan struct{}), make(chan struct{})
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-hup:
+				fn()
+			}
+		}
+	}()
+	return func() { signal.Stop(hup); close(stop); <-done }
+}
+
+// reloadLive applies what can change without dropping a session: the TLS
+// certificate (connections keep theirs), and from the reloaded
+// configuration the pool settings and the guard rules. The rest of a
+// reloaded configuration needs a restart; reloadLive says which keys
+// changed and were not applied.
+func reloadLive(cfg config.Config, reload func() (config.Config, error), certs *tlsreload.Reloader, guard *guards, srv *proxy.Server, log zerolog.Logger) {
+	if certs != nil {
+		if err := certs.Reload(); err != nil {
+			log.Error().Err(err).Msg("SIGHUP: TLS certificate not reloaded; the previous one stays in use")
+		} else {
+			log.Info().Msg("SIGHUP: TLS certificate reloaded")
+		}
+	}
+	if reload == nil {
+		return
+	}
+	next, err := reload()
+	if err != nil {
+		log.Error().Err(err).Msg("SIGHUP: configuration not reloaded; the running one stays in use")
+		return
+	}
+	srv.SetPoolConfig(next.Pool)
+	applied := "pool"
+	if guard != nil && next.GuardEnabled() {
+		if err := guard.reload(next); err != nil {
+			log.Error().Err(err).Msg("SIGHUP: guard rules not reloaded")
+		} else {
+			applied += ", guard"
+		}
+	}
+	ev := log.Info().Str("applied", applied)
+	if restart := restartKeys(cfg, next); len(restart) > 0 {
+		ev = ev.Strs("need_restart", restart)
+	}
+	ev.Msg("SIGHUP: configuration reloaded")
+}
+
+// restartKeys names the sections that differ between two configurations
+// and that only a restart applies.
+func restartKeys(old, next config.Config) []string {
+	var keys []string
+	for _, c := range []struct {
+		key     string
+		changed bool
+	}{
+		{"listen", old.Listen != next.Listen},
+		{"admin", !reflect.DeepEqual(old.Admin, next.Admin)},
+		{"backend", old.Backend != next.Backend},
+		{"auth", old.Auth != next.Auth},
+		{"tenancy", !reflect.DeepEqual(old.Tenancy, next.Tenancy)},
+		{"tenants", old.Tenants != next.Tenants},
+		{"audit", old.Audit != next.Audit},
+		{"guard.enabled", old.GuardEnabled() != next.GuardEnabled()},
+		{"pool.database_modes", !reflect.DeepEqual(old.Pool.DatabaseModes, next.Pool.DatabaseModes)},
+	} {
+		if c.changed {
+			keys = append(keys, c.key)
+		}
+	}
+	return keys
 }
