@@ -81,6 +81,12 @@ type API struct {
 	// Sessions returns the live client sessions per tenant id; nil means
 	// none.
 	Sessions func() map[string]int
+	// Policies reads databases' Row-Level Security state for the policy
+	// viewer; nil makes GET /policies answer 503.
+	Policies PolicyInspector
+	// WaitP99 returns the 99th percentile of each tenant's pool waits, in
+	// seconds; nil means none.
+	WaitP99 func() map[string]float64
 	// Log receives one info event per change (actor, tenant, action) and
 	// the internal errors. Tokens never reach it.
 	Log zerolog.Logger
@@ -124,6 +130,7 @@ func (a *API) routes() []route {
 		{http.MethodGet, "/orgs/{id}/pools", accessOrgAdmin, a.orgPools},
 		{http.MethodGet, "/pools", accessPlatform, a.allPools},
 		{http.MethodGet, "/audit/events", accessAnyAdmin, a.auditEvents},
+		{http.MethodGet, "/policies", accessPlatform, a.policyViewer},
 	}
 }
 

@@ -94,6 +94,8 @@ func TestEveryEndpointAnswersEachKindOfCallerAsTheRulesSay(t *testing.T) {
 			okFor(200, asPlatform)},
 		{"GET", "/audit/events", fixed("/audit/events?org=acme", nil),
 			okFor(200, asPlatform, asOrgAdmin)},
+		{"GET", "/policies", fixed("/policies", nil),
+			okFor(200, asPlatform)},
 		// Status changes last, in an order that leaves acme usable until the
 		// end: suspend, resume, then deprovision.
 		{"POST", "/orgs/{id}/suspend", fixed("/orgs/acme/suspend", map[string]any{"reason": "matrix"}),

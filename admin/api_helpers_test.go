@@ -47,6 +47,7 @@ type fixture struct {
 	log      *testpg.SyncBuffer
 	pools    []poolmgr.PoolStat
 	sessions map[string]int
+	dsn      string // the control database, as its owner
 }
 
 // newFixture creates the database, installs the schema, and serves the API.
@@ -102,8 +103,10 @@ func newFixture(t *testing.T, opts ...func(*API)) *fixture {
 		Audit:    pool,
 		Pools:    func() []poolmgr.PoolStat { return f.pools },
 		Sessions: func() map[string]int { return f.sessions },
+		Policies: DatabasePolicies{DSN: dsn, Options: policies.VerifyOptions{AppRole: app}},
 		Log:      zerolog.New(f.log),
 	}
+	f.dsn = dsn
 	for _, o := range opts {
 		o(f.api)
 	}

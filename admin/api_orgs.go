@@ -1,13 +1,18 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgtenant/pgtenant/audit"
 	"github.com/pgtenant/pgtenant/poolmgr"
 	"github.com/pgtenant/pgtenant/tenants"
 )
@@ -21,6 +26,9 @@ type orgView struct {
 	// PoolUsage sums the org's pools over its databases. ("pool" is the
 	// org's pool overrides.)
 	PoolUsage poolUsage `json:"pool_usage"`
+	// Blocked24h counts the org's audit events of the last 24 hours; null
+	// without an audit database.
+	Blocked24h *int64 `json:"blocked_24h"`
 }
 
 // poolUsage sums the gauges of a tenant's pools.
@@ -66,12 +74,46 @@ func (a *API) listOrgs(w http.ResponseWriter, r *http.Request, c *caller) error 
 	}
 	usage := a.poolUsage()
 	sessions := a.sessions()
+	blocked, err := a.blockedSince(r.Context(), page.Orgs, 24*time.Hour)
+	if err != nil {
+		return err
+	}
 	out := orgPage{Orgs: make([]orgView, 0, len(page.Orgs)), Total: page.Total, Limit: page.Limit, Offset: page.Offset}
 	for _, o := range page.Orgs {
-		out.Orgs = append(out.Orgs, orgView{Org: o, LiveSessions: sessions[o.ID], PoolUsage: usage[o.ID]})
+		v := orgView{Org: o, LiveSessions: sessions[o.ID], PoolUsage: usage[o.ID]}
+		if blocked != nil {
+			n := blocked[o.ID]
+			v.Blocked24h = &n
+		}
+		out.Orgs = append(out.Orgs, v)
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// blockedSince counts the audit events of each of orgs in the last period,
+// in one query; nil without an audit database.
+func (a *API) blockedSince(ctx context.Context, orgs []tenants.Org, period time.Duration) (map[string]int64, error) {
+	if a.Audit == nil || len(orgs) == 0 {
+		return nil, nil
+	}
+	ids := make([]string, len(orgs))
+	for i, o := range orgs {
+		ids[i] = o.ID
+	}
+	rows, err := a.Audit.Query(ctx, `SELECT org, count(*) FROM `+audit.Table+`
+		WHERE org = ANY($1) AND at > now() - make_interval(secs => $2) GROUP BY org`, ids, period.Seconds())
+	if err != nil {
+		return nil, fmt.Errorf("counting recent audit events: %w", err)
+	}
+	out := map[string]int64{}
+	var org string
+	var n int64
+	_, err = pgx.ForEachRow(rows, []any{&org, &n}, func() error { out[org] = n; return nil })
+	if err != nil {
+		return nil, fmt.Errorf("counting recent audit events: %w", err)
+	}
+	return out, nil
 }
 
 // ownOrgPage is an org admin's list: its own org, when the filters keep it.

@@ -24,6 +24,7 @@ type poolJSON struct {
 	WaitTimeouts int64   `json:"wait_timeouts"`
 	Dials        int64   `json:"dials"`
 	DialErrors   int64   `json:"dial_errors"`
+	WaitP99      float64 `json:"wait_p99_seconds"`
 }
 
 // poolsPage is the answer of the pool endpoints.
@@ -47,6 +48,10 @@ func (a *API) orgPools(w http.ResponseWriter, r *http.Request, _ *caller) error 
 
 func (a *API) poolsOf(keep func(poolmgr.PoolStat) bool) poolsPage {
 	page := poolsPage{Pools: []poolJSON{}}
+	var p99 map[string]float64
+	if a.WaitP99 != nil {
+		p99 = a.WaitP99()
+	}
 	for _, p := range a.poolStats() {
 		if !keep(p) {
 			continue
@@ -55,7 +60,7 @@ func (a *API) poolsOf(keep func(poolmgr.PoolStat) bool) poolsPage {
 			Database: p.Key.Database, Tenant: p.Key.Tenant,
 			Size: p.Size, MinIdle: p.MinIdle, Total: p.Total, Active: p.InUse, Idle: p.Idle, Dialing: p.Dialing, Waiting: p.Waiting,
 			Acquires: p.Acquires, WaitCount: p.WaitCount, WaitSeconds: p.WaitDuration.Seconds(), WaitTimeouts: p.WaitTimeouts,
-			Dials: p.Dials, DialErrors: p.DialErrors,
+			Dials: p.Dials, DialErrors: p.DialErrors, WaitP99: p99[p.Key.Tenant],
 		})
 	}
 	return page

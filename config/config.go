@@ -7,6 +7,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"regexp"
 	"strconv"
@@ -136,6 +137,10 @@ type Admin struct {
 	RolesClaim string `mapstructure:"roles_claim"`
 	// Pprof serves Go's profiler under /debug/pprof/ on the admin listener.
 	Pprof bool `mapstructure:"pprof"`
+	// LoginURL, when set, is offered by the web UI's sign-in page: an
+	// OIDC login that returns an admin token to /ui/ in the URL fragment
+	// (#token=...).
+	LoginURL string `mapstructure:"login_url"`
 }
 
 // Tenants is the tenants.* section: the tenant registry.
@@ -511,6 +516,11 @@ func (c Config) validateRegistry() error {
 	if hasKey(c.Admin.JWT) { // else auth.jwt, validated above
 		if err := c.Admin.JWT.Validate(); err != nil {
 			return fmt.Errorf("admin.jwt: %w", err)
+		}
+	}
+	if c.Admin.LoginURL != "" {
+		if u, err := url.Parse(c.Admin.LoginURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("admin.login_url: %q must be an absolute http(s) URL", c.Admin.LoginURL)
 		}
 	}
 	if _, err := ParseTenantLabels(c.Metrics.TenantLabels); err != nil {

@@ -25,7 +25,7 @@ const (
 )
 
 // waitBuckets are the upper bounds, in seconds, of the pool wait histogram.
-var waitBuckets = []float64{0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30}
+var waitBuckets = [...]float64{0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30}
 
 // latencyBuckets are the upper bounds of the overhead and backend duration
 // histograms: the overhead is tens of microseconds.
@@ -40,13 +40,13 @@ type tenantStats struct {
 // histogram is a fixed-bucket histogram of durations updated with atomics,
 // so that tenants' histograms can be added up when their labels are folded.
 type histogram struct {
-	counts [13]atomic.Uint64 // len(waitBuckets)+1; the last is +Inf
+	counts [len(waitBuckets) + 1]atomic.Uint64 // the last is +Inf
 	sumNs  atomic.Uint64
 }
 
 func (h *histogram) observe(d time.Duration) {
 	s := d.Seconds()
-	i, _ := slices.BinarySearch(waitBuckets, s)
+	i, _ := slices.BinarySearch(waitBuckets[:], s)
 	h.counts[i].Add(1)
 	h.sumNs.Add(uint64(max(d, 0)))
 }
@@ -124,7 +124,7 @@ func (c serverCollector) Describe(ch chan<- *prometheus.Desc) {
 // tenantRow is one tenant's figures at a scrape.
 type tenantRow struct {
 	transactions, queries, waitTimeouts uint64
-	wait                                [13]uint64
+	wait                                [len(waitBuckets) + 1]uint64
 	waitSumNs                           uint64
 	waiting, size, active, idle         int
 	sessions                            int
@@ -285,4 +285,34 @@ func (s *Server) clientStates() (active, waiting, idle int) {
 // observeSince adds the time since start to h, in seconds.
 func observeSince(h prometheus.Histogram, start time.Time) {
 	h.Observe(math.Max(time.Since(start).Seconds(), 0))
+}
+
+// TenantWaitP99 returns, for each tenant that has asked for a backend
+// connection, the 99th percentile of its waits in seconds: the upper bound
+// of the wait histogram bucket that holds it (the largest bound, 30s, for
+// longer waits).
+func (s *Server) TenantWaitP99() map[string]float64 {
+	out := map[string]float64{}
+	s.metrics.tenants.Range(func(k, v any) bool {
+		h := &v.(*tenantStats).wait
+		var counts [len(waitBuckets) + 1]uint64
+		var total uint64
+		for i := range counts {
+			counts[i] = h.counts[i].Load()
+			total += counts[i]
+		}
+		if total == 0 {
+			return true
+		}
+		rank := (total*99 + 99) / 100 // ceil(0.99 * total)
+		var cum uint64
+		for i, n := range counts {
+			if cum += n; cum >= rank {
+				out[k.(string)] = waitBuckets[min(i, len(waitBuckets)-1)]
+				break
+			}
+		}
+		return true
+	})
+	return out
 }

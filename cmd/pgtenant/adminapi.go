@@ -11,6 +11,7 @@ import (
 	"github.com/pgtenant/pgtenant/admin"
 	"github.com/pgtenant/pgtenant/auth"
 	"github.com/pgtenant/pgtenant/config"
+	"github.com/pgtenant/pgtenant/policies"
 	"github.com/pgtenant/pgtenant/poolmgr"
 	"github.com/pgtenant/pgtenant/proxy"
 	"github.com/pgtenant/pgtenant/tenants"
@@ -39,6 +40,14 @@ func newAdminAPI(ctx context.Context, cfg config.Config, orgRe *regexp.Regexp, s
 			return nil, nil, fmt.Errorf("audit.dsn: %w", err)
 		}
 	}
+	backend, err := cfg.BackendConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	others := []string{backend.Database}
+	for _, db := range cfg.Databases {
+		others = append(others, db)
+	}
 	api := &admin.API{
 		Store:      tenants.NewStore(store),
 		Verifier:   verifier,
@@ -46,7 +55,12 @@ func newAdminAPI(ctx context.Context, cfg config.Config, orgRe *regexp.Regexp, s
 		Audit:      auditDB,
 		Pools:      func() []poolmgr.PoolStat { return srv.Pools().Stat().Pools },
 		Sessions:   srv.SessionsByTenant,
-		Log:        log,
+		WaitP99:    srv.TenantWaitP99,
+		Policies: admin.DatabasePolicies{DSN: cfg.Tenants.DSN, Others: others, Options: policies.VerifyOptions{
+			Selection: cfg.Policies.Selection(), AppRole: backend.User, OrgType: cfg.Policies.OrgType,
+			Citus: cfg.Policies.Citus, Probe: true,
+		}},
+		Log: log,
 	}
 	return api, func() {
 		if auditDB != store {
