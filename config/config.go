@@ -74,6 +74,8 @@ type Config struct {
 	Tenants Tenants `mapstructure:"tenants"`
 	// Metrics shapes what /metrics exports.
 	Metrics Metrics `mapstructure:"metrics"`
+	// Plans samples slow tenant statements and explains them.
+	Plans Plans `mapstructure:"plans"`
 }
 
 // Policies is the policies.* section: which tables are tenant tables and
@@ -164,6 +166,24 @@ type Metrics struct {
 	// the rest are folded into one).
 	TenantLabels string `mapstructure:"tenant_labels"`
 }
+
+// Plans is the plans.* section: the background EXPLAIN of a sample of slow
+// tenant statements (pgtenant policies plans on live traffic).
+type Plans struct {
+	// SampleSlow turns the sampling on.
+	SampleSlow bool `mapstructure:"sample_slow"`
+	// SlowThreshold is the backend time from which a statement is a
+	// candidate.
+	SlowThreshold time.Duration `mapstructure:"slow_threshold"`
+	// PerMinute bounds the statements explained per minute.
+	PerMinute int `mapstructure:"per_minute"`
+}
+
+// Defaults of the plans section.
+const (
+	DefaultSlowThreshold  = 250 * time.Millisecond
+	DefaultPlansPerMinute = 6
+)
 
 // RegistryEnabled reports whether a tenant registry is configured.
 func (c Config) RegistryEnabled() bool { return c.Tenants.DSN != "" }
@@ -348,6 +368,8 @@ func (c *Config) SetDefaults() {
 	orDefault(&c.Tenants.ReloadInterval, DefaultRegistryReload)
 	orDefault(&c.Tenants.FlagsSetting, proxy.DefaultFlagsSetting)
 	orDefault(&c.Metrics.TenantLabels, DefaultTenantLabels)
+	orDefault(&c.Plans.SlowThreshold, DefaultSlowThreshold)
+	orDefault(&c.Plans.PerMinute, DefaultPlansPerMinute)
 	orDefault(&c.Backend.ConnectTimeout, DefaultConnectLimit)
 	orDefault(&c.Backend.MaxPreparedStatements, proxy.DefaultMaxBackendStatements)
 	orDefault(&c.Tenancy.Setting, DefaultSetting)
@@ -522,6 +544,9 @@ func (c Config) validateRegistry() error {
 		if u, err := url.Parse(c.Admin.LoginURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			return fmt.Errorf("admin.login_url: %q must be an absolute http(s) URL", c.Admin.LoginURL)
 		}
+	}
+	if c.Plans.SlowThreshold < 0 || c.Plans.PerMinute < 1 || c.Plans.PerMinute > 600 {
+		return fmt.Errorf("plans: slow_threshold must not be negative and per_minute must be from 1 to 600")
 	}
 	if _, err := ParseTenantLabels(c.Metrics.TenantLabels); err != nil {
 		return err

@@ -110,19 +110,11 @@ func Plans(ctx context.Context, conn *pgx.Conn, opts PlansOptions) ([]PlanFindin
 	if org == "" {
 		org = DefaultPlansOrg
 	}
-	tables, err := TenantTables(ctx, conn, opts.Selection)
+	tables, pts, err := loadPlanTables(ctx, conn, opts.Selection)
 	if err != nil {
 		return nil, err
 	}
 	orgCol := opts.Selection.orgColumn()
-	pts := make([]*planTable, 0, len(tables))
-	for _, t := range tables {
-		pt, err := describeForPlans(ctx, conn, t)
-		if err != nil {
-			return nil, err
-		}
-		pts = append(pts, pt)
-	}
 	var fromStats []string
 	if opts.UseStatStatements {
 		if fromStats, err = statStatements(ctx, conn, tables); err != nil {
@@ -135,20 +127,7 @@ func Plans(ctx context.Context, conn *pgx.Conn, opts PlansOptions) ([]PlanFindin
 		return nil, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	var citus bool
-	if err := tx.QueryRow(ctx, DetectCitusQuery).Scan(&citus); err != nil {
-		return nil, err
-	}
-	var id int64
-	if err := tx.QueryRow(ctx, BackendIdentityQuery(citus)).Scan(&id); err != nil {
-		return nil, err
-	}
-	tok, _ := signer.Sign(org, id, time.Now())
-	if _, err := tx.Exec(ctx, "SET LOCAL ROLE "+pgx.Identifier{opts.AppRole}.Sanitize()); err != nil {
-		return nil, fmt.Errorf("switching to the application role %s (connect as a superuser or a member of it): %w", opts.AppRole, err)
-	}
-	if _, err := tx.Exec(ctx, "SELECT pg_catalog.set_config($1, $2, true), pg_catalog.set_config('plan_cache_mode', 'force_generic_plan', true)",
-		TokenSetting, tok); err != nil {
+	if err := enterTenant(ctx, tx, signer, org, opts.AppRole); err != nil {
 		return nil, err
 	}
 
@@ -186,6 +165,50 @@ func Plans(ctx context.Context, conn *pgx.Conn, opts PlansOptions) ([]PlanFindin
 		explain("", q, false)
 	}
 	return findings, nil
+}
+
+// loadPlanTables reads the tenant tables of sel with their sizes and
+// indexes.
+func loadPlanTables(ctx context.Context, conn *pgx.Conn, sel TableSelection) ([]Table, []*planTable, error) {
+	tables, err := TenantTables(ctx, conn, sel)
+	if err != nil {
+		return nil, nil, err
+	}
+	pts := make([]*planTable, 0, len(tables))
+	for _, t := range tables {
+		pt, err := describeForPlans(ctx, conn, t)
+		if err != nil {
+			return nil, nil, err
+		}
+		pts = append(pts, pt)
+	}
+	return tables, pts, nil
+}
+
+// enterTenant makes tx run as appRole (unless connected as it) in org's
+// signed context (none without a signer), with generic plans, as
+// pgtenant's transactions would.
+func enterTenant(ctx context.Context, tx pgx.Tx, signer *Signer, org, appRole string) error {
+	var citus, isApp bool
+	if err := tx.QueryRow(ctx, DetectCitusQuery+", current_user = $1", appRole).Scan(&citus, &isApp); err != nil {
+		return err
+	}
+	var id int64
+	if err := tx.QueryRow(ctx, BackendIdentityQuery(citus)).Scan(&id); err != nil {
+		return err
+	}
+	if !isApp {
+		if _, err := tx.Exec(ctx, "SET LOCAL ROLE "+pgx.Identifier{appRole}.Sanitize()); err != nil {
+			return fmt.Errorf("switching to the application role %s (connect as a superuser or a member of it): %w", appRole, err)
+		}
+	}
+	tok := ""
+	if signer != nil {
+		tok, _ = signer.Sign(org, id, time.Now())
+	}
+	_, err := tx.Exec(ctx, "SELECT pg_catalog.set_config($1, $2, true), pg_catalog.set_config('plan_cache_mode', 'force_generic_plan', true)",
+		TokenSetting, tok)
+	return err
 }
 
 // describeForPlans reads t's size, primary key and indexed columns.

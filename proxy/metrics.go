@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pgtenant/pgtenant/proxy/wire"
 )
 
 // Metrics. The hot path only adds to atomics and observes two unlabelled
@@ -315,4 +317,43 @@ func (s *Server) TenantWaitP99() map[string]float64 {
 		return true
 	})
 	return out
+}
+
+// SlowQuerySink receives slow statements (Config.SlowQueries).
+type SlowQuerySink interface {
+	Offer(database, org, sql string)
+}
+
+// noteSQL remembers, for the slow query sink, the statement a message of
+// the current sync group runs: a Query's text, a Parse's, or the text of
+// the statement a Bind names. The first one of the group is kept.
+func (s *session) noteSQL(typ byte, frame []byte) {
+	var sql string
+	switch typ {
+	case 'Q', 'P':
+		sql = string(sqlText(typ, frame))
+	case 'B':
+		name, err := wire.BindStatement(wire.Body(frame))
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		cs := s.lookupStmtLocked(name)
+		s.mu.Unlock()
+		if cs == nil {
+			return
+		}
+		text, _, err := wire.CString(cs.rest)
+		if err != nil {
+			return
+		}
+		sql = text
+	default:
+		return
+	}
+	s.mu.Lock()
+	if n := len(s.mu.groups); n > 0 && s.mu.groups[n-1].sql == "" {
+		s.mu.groups[n-1].sql = sql
+	}
+	s.mu.Unlock()
 }

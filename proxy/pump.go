@@ -249,8 +249,11 @@ func (s *session) pumpLoop(b *backendConn) error {
 		s.mu.Unlock()
 		s.wmu.Unlock()
 		if !answered.sentAt.IsZero() {
-			m := s.srv.metrics
-			m.backend.Observe(readyAt.Sub(answered.sentAt).Seconds())
+			m, took := s.srv.metrics, readyAt.Sub(answered.sentAt)
+			m.backend.Observe(took.Seconds())
+			if sink := s.srv.cfg.SlowQueries; sink != nil && answered.sql != "" && took >= s.srv.cfg.SlowQueryThreshold {
+				sink.Offer(s.key.Database, s.key.Tenant, answered.sql)
+			}
 			m.overhead.Observe((answered.in + time.Since(readyAt)).Seconds())
 			s.stats.queries.Add(1)
 		}

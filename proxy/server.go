@@ -98,6 +98,11 @@ type Config struct {
 	// labels every tenant, 0 none (one series, TenantAll), N the N tenants
 	// with the most transactions (the rest are TenantOther).
 	TenantLabels int
+	// SlowQueries, when set, is offered the text of every statement whose
+	// backend time reached SlowQueryThreshold, to explain in the background
+	// (policies.Sampler). Offer must not block.
+	SlowQueries        SlowQuerySink
+	SlowQueryThreshold time.Duration
 	// FlagsSetting is where a tenant's feature flags are set, as JSON,
 	// for each of its transactions when Tenants is set
 	// (DefaultFlagsSetting when empty).

@@ -50,6 +50,7 @@ type group struct {
 	readAt    time.Time     // when its first message was read
 	in        time.Duration // from then until its last message was written to the backend
 	sentAt    time.Time     // when its last message was written to the backend
+	sql       string        // with Config.SlowQueries: the statement it runs (see noteSQL)
 	txControl bool          // some message in it may open or close a transaction block
 	ended     bool          // its Sync/Query/FunctionCall has been sent
 	ops       []stmtOp      // Parses and Closes, in order
@@ -369,6 +370,9 @@ func (s *session) forward(typ byte, frame []byte, flags stmtFlags) error {
 	att, inject, err := s.admit(typ, flags, terminal)
 	if err != nil || att == nil {
 		return err
+	}
+	if s.srv.cfg.SlowQueries != nil {
+		s.noteSQL(typ, frame)
 	}
 	b := att.b
 	var pre []byte

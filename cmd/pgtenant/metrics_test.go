@@ -258,3 +258,26 @@ func TestSIGHUPResizesPoolsAndSIGTERMLetsTheTransactionCommit(t *testing.T) {
 		t.Fatalf("the transaction committed during shutdown is missing: %d rows, %v", n, err)
 	}
 }
+
+// With plans.sample_slow, a slow tenant statement that scans a tenant table
+// without a tenant-leading index is explained in the background and counted.
+func TestSlowStatementsAreExplainedAndSeqScansCounted(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	e := startRegistryEnv(ctx, t)
+	if _, err := e.superuser(ctx).Exec(ctx, `INSERT INTO items (org_id, name)
+		SELECT CASE WHEN i % 2 = 0 THEN 'acme' ELSE 'globex' END, 'n' || i FROM generate_series(1, 20000) i;
+		ANALYZE items`); err != nil {
+		t.Fatal(err)
+	}
+	e.cli("create", "acme")
+	e.cfg.Plans.SampleSlow, e.cfg.Plans.SlowThreshold = true, time.Nanosecond
+	a := e.serve(ctx)
+	conn := e.connect(ctx, a, "acme")
+	if _, err := conn.Exec(ctx, "SELECT count(*) FROM items WHERE name = 'n42'"); err != nil {
+		t.Fatal(err)
+	}
+	within(t, 30*time.Second, "the sampled seq scan in the metrics", func() bool {
+		return value(scrape(t, a), "pgtenant_tenant_seqscans_total", "table", "public.items") >= 1
+	})
+}

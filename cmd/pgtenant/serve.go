@@ -161,6 +161,11 @@ func run(ctx context.Context, cfg config.Config, log zerolog.Logger, started cha
 		}
 	}()
 	pcfg.Audit = auditLog
+	if cfg.Plans.SampleSlow {
+		sampler := newPlansSampler(cfg, backend, signer, log, reg)
+		defer sampler.Close()
+		pcfg.SlowQueries, pcfg.SlowQueryThreshold = sampler, cfg.Plans.SlowThreshold
+	}
 	var registry *tenantRegistry
 	if cfg.RegistryEnabled() {
 		if registry, err = openTenantRegistry(ctx, cfg, log, reg); err != nil {
