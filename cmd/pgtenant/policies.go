@@ -313,10 +313,10 @@ func newPoliciesListCmd() *cobra.Command {
 func newPoliciesApplyCmd() *cobra.Command {
 	var (
 		target                            policiesTarget
-		dryRun, rewriteKeys, concurrently bool
+		dryRun, rewriteKeys, concurrently, asJSON bool
 	)
 	cmd := &cobra.Command{
-		Use:   "apply --dsn DSN --app-role ROLE [--config FILE] [--dry-run] [--rewrite-keys] [--concurrently]",
+		Use:   "apply --dsn DSN --app-role ROLE [--config FILE] [--dry-run] [--rewrite-keys] [--concurrently] [--json]",
 		Short: "Make the tenant tables tenant-safe: org column, RLS policies, indexes, hardening",
 		Long: "In one transaction, for every tenant table (see policies list): add the org column where missing, " +
 			"enable and force Row-Level Security with the pgtenant_select/insert/update/delete policies, create " +
@@ -334,6 +334,7 @@ func newPoliciesApplyCmd() *cobra.Command {
 	f.BoolVar(&dryRun, "dry-run", false, "print the SQL apply would run and change nothing")
 	f.BoolVar(&rewriteKeys, "rewrite-keys", false, "rewrite unique keys and foreign keys to include the org column")
 	f.BoolVar(&concurrently, "concurrently", false, "create indexes with CREATE INDEX CONCURRENTLY after the transaction")
+	f.BoolVar(&asJSON, "json", false, `print the plan as JSON: {"applied", "tables", "statements", "concurrent", "offered", "backfill"}`)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		pc, err := policiesConfig(cmd, *file)
 		if err != nil {
@@ -342,18 +343,32 @@ func newPoliciesApplyCmd() *cobra.Command {
 		opts := pc.ApplyOptions(target.appRoles)
 		opts.RewriteKeys, opts.Concurrently = rewriteKeys, concurrently
 		w := cmd.OutOrStdout()
+		print := func(p *policies.ApplyPlan, applied bool) {
+			if asJSON {
+				_ = printJSON(w, struct {
+					Applied bool `json:"applied"`
+					*policies.ApplyPlan
+				}{applied, p})
+				return
+			}
+			verb := "would run"
+			if applied {
+				verb = "ran"
+			}
+			printPlan(w, p, verb)
+		}
 		return target.withConn(cmd, true, func(ctx context.Context, conn *pgx.Conn) error {
 			if dryRun {
 				p, err := policies.Plan(ctx, conn, opts)
 				if err != nil {
 					return err
 				}
-				printPlan(w, p, "would run")
+				print(p, false)
 				return nil
 			}
 			p, err := policies.Apply(ctx, conn, opts)
 			if p != nil {
-				printPlan(w, p, "ran")
+				print(p, err == nil)
 			}
 			if err != nil {
 				return fmt.Errorf("apply: %w", err)

@@ -238,6 +238,15 @@ func TestPoliciesListApplyDryRunAndRemove(t *testing.T) {
 	if out, err := runCmd(t, "policies", "apply", "--config", cfg, "--app-role", "shop_app"); err != nil || !strings.Contains(out, "nothing to do") {
 		t.Fatalf("second apply: %v\n%s", err, out)
 	}
+	out, err = runCmd(t, "policies", "apply", "--config", cfg, "--app-role", "shop_app", "--json")
+	var applied struct {
+		Applied    bool              `json:"applied"`
+		Tables     []json.RawMessage `json:"tables"`
+		Statements []json.RawMessage `json:"statements"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &applied) != nil || !applied.Applied || len(applied.Tables) == 0 || len(applied.Statements) != 0 {
+		t.Fatalf("apply --json of a database in place: %v\n%s", err, out)
+	}
 	if out, err := runCmd(t, "policies", "remove", "public.notes"); err != nil || !strings.Contains(out, "from public.notes") || policyCount() != 4 {
 		t.Fatalf("remove: %v\n%s", err, out)
 	}
