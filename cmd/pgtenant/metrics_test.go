@@ -76,8 +76,12 @@ func TestMetricsCountWhatHappensAndCoverTheDashboardAndTheAlerts(t *testing.T) {
 	defer cancel()
 	e := startRegistryEnv(ctx, t)
 	e.cli("create", "acme", "--pool", `{"size":1,"wait_timeout":"30s"}`)
+	e.cfg.Admin.Pprof = true
 	a := e.serve(ctx)
 	conn := e.connect(ctx, a, "acme")
+	if status := httpStatus(t, "http://"+a.Admin+"/debug/pprof/cmdline"); status != http.StatusOK {
+		t.Errorf("pprof with admin.pprof on: %d", status)
+	}
 
 	// Every query is one observation of the overhead and of the backend's
 	// time, and counts once.
@@ -217,6 +221,9 @@ func TestSIGHUPResizesPoolsAndSIGTERMLetsTheTransactionCommit(t *testing.T) {
 	if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
 		t.Fatal(err)
 	}
+	if status := httpStatus(t, "http://"+a.Admin+"/debug/pprof/cmdline"); status != http.StatusNotFound {
+		t.Errorf("pprof with admin.pprof off: %d, want 404", status)
+	}
 	write(5)
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
@@ -280,4 +287,14 @@ func TestSlowStatementsAreExplainedAndSeqScansCounted(t *testing.T) {
 	within(t, 30*time.Second, "the sampled seq scan in the metrics", func() bool {
 		return value(scrape(t, a), "pgtenant_tenant_seqscans_total", "table", "public.items") >= 1
 	})
+}
+
+func httpStatus(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
