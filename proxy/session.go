@@ -140,7 +140,7 @@ type session struct {
 		closing  bool         // the client is gone or the session is ending
 		shutdown bool         // the server is shutting down
 		ended    *pgerr.Error // set by terminate: what the client is told
-		admitted uint64       // sync groups admitted so far; see armIdleInTx
+		admitted uint64       // sync groups admitted so far; see armIdleInTxLocked
 
 		params        map[string]string // the client's session settings
 		paramsVersion uint64            // bumped when params change
@@ -746,8 +746,10 @@ func (s *session) cancelBackend() (sent bool) {
 	return true
 }
 
-// shutdown asks the session to end: at once if it is between transactions,
-// else when its transaction ends.
+// terminateWriteGrace bounds the writes to a terminated session's client:
+// one that does not read cannot hold the session open.
+const terminateWriteGrace = 2 * time.Second
+
 // terminate ends the session at once with err: a transaction in flight is
 // rolled back (its backend connection is closed), and the client is told
 // err. It is safe to call from any goroutine, more than once.
@@ -758,10 +760,11 @@ func (s *session) terminate(err *pgerr.Error) {
 	}
 	s.mu.Unlock()
 	_ = s.conn.SetReadDeadline(aLongTimeAgo)
+	_ = s.conn.SetWriteDeadline(time.Now().Add(terminateWriteGrace))
 	s.cancel() // a pool wait
 }
 
-// armIdleInTx ends the session with 25P03, as PostgreSQL's
+// armIdleInTxLocked ends the session with 25P03, as PostgreSQL's
 // idle_in_transaction_session_timeout does, when the client leaves the
 // transaction the backend just reported open without sending anything for
 // the tenant's IdleInTransactionTimeout. Called by the pump, with s.mu held,
@@ -785,6 +788,8 @@ func (s *session) armIdleInTxLocked() {
 	})
 }
 
+// shutdown asks the session to end: at once if it is between transactions,
+// else when its transaction ends.
 func (s *session) shutdown() {
 	s.mu.Lock()
 	s.mu.shutdown = true
