@@ -198,3 +198,18 @@ func TestKeysListsEveryLeafKey(t *testing.T) {
 		}
 	}
 }
+
+// The example configuration in deploy/examples uses only keys that exist,
+// with valid values.
+func TestTheExampleConfigurationLoads(t *testing.T) {
+	c, err := Read("../deploy/examples/pgtenant.yaml", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if !c.RegistryEnabled() || c.Metrics.TenantLabels != "top:20" {
+		t.Fatalf("example: registry %v, tenant labels %q", c.RegistryEnabled(), c.Metrics.TenantLabels)
+	}
+}
