@@ -11,7 +11,7 @@ FUZZTIME    ?= 20s
 # is slow to stop on a busy machine); make fuzz runs them for FUZZTIME.
 TESTFUZZTIME ?= 10000x
 
-.PHONY: build test ensure-postgres ensure-clients ensure-promtool fuzz bench demo clean
+.PHONY: build test ensure-postgres ensure-clients ensure-promtool ensure-chromium fuzz bench demo clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/pgtenant
@@ -32,7 +32,13 @@ ensure-clients:
 ensure-promtool:
 	@bash scripts/ensure-promtool.sh || { [ "$$CI" != true ] && echo "ensure-promtool: the alert rule tests will be skipped" >&2; }
 
-test: ensure-postgres ensure-clients ensure-promtool
+# The admin UI browser tests (cmd/pgtenant/ui_test.go) drive headless
+# Chromium (Debian package chromium); without it they skip loudly, and fail
+# on CI.
+ensure-chromium:
+	@bash scripts/ensure-chromium.sh || { [ "$$CI" != true ] && echo "ensure-chromium: the admin UI browser tests will be skipped" >&2; }
+
+test: ensure-postgres ensure-clients ensure-promtool ensure-chromium
 	$(GO) vet ./...
 	$(GO) test $(GOTESTFLAGS) ./...
 	GO=$(GO) FUZZTIME=$(TESTFUZZTIME) bash scripts/fuzz.sh

@@ -231,6 +231,7 @@ func run(ctx context.Context, cfg config.Config, log zerolog.Logger, started cha
 			}
 			defer closeAPI()
 			api.Register(mux)
+			admin.RegisterUI(mux, admin.UIConfig{LoginURL: cfg.Admin.LoginURL})
 		}
 		httpSrv = &http.Server{
 			Handler:           mux,
