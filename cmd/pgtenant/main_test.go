@@ -148,6 +148,23 @@ func TestDemoServesEachTenantOnlyItsRowsAndCleansUp(t *testing.T) {
 		}
 	}
 
+	// The admin UI is served, and the printed token signs in to its API.
+	m := regexp.MustCompile(`admin UI is at (http://\S+)/ui/ ; sign in with this platform admin token:\s+(\S+)`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no admin UI URL and token printed:\n%s", out.String())
+	}
+	req, _ := http.NewRequest("GET", m[1]+"/api/v1/orgs", nil)
+	req.Header.Set("Authorization", "Bearer "+m[2])
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), `"acme"`) || !strings.Contains(string(body), `"globex"`) {
+			t.Fatalf("GET /api/v1/orgs with the demo's admin token: %d %s", resp.StatusCode, body)
+		}
+	}
+
 	cancel() // Ctrl-C
 	select {
 	case err := <-done:

@@ -312,7 +312,7 @@ func newPoliciesListCmd() *cobra.Command {
 
 func newPoliciesApplyCmd() *cobra.Command {
 	var (
-		target                            policiesTarget
+		target                                    policiesTarget
 		dryRun, rewriteKeys, concurrently, asJSON bool
 	)
 	cmd := &cobra.Command{
