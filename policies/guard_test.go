@@ -757,3 +757,22 @@ func TestEveryRuleHasACase(t *testing.T) {
 		}
 	}
 }
+
+// The tree escapes <, > and & in strings (FuzzGuard found SET NAMES '>'
+// refused): the walker reads them as the plain characters they are.
+func TestSettingValuesWithHTMLCharactersAreReadAsTheyAre(t *testing.T) {
+	t.Parallel()
+	g := newTestGuard(t, GuardConfig{})
+	for _, sql := range []string{"SET NAMES '>'", "SET application_name = 'a<b&c'", "SET NAMES'>'"} {
+		if v := g.Check(sql); v.Rule != "" {
+			t.Errorf("%s: refused (%s)", sql, v.Rule)
+		}
+		if ref, ok := g.decodedTreeRule(sql); ok && rules[ref].name != "" {
+			t.Errorf("%s: the decoded tree refuses it (%s)", sql, rules[ref].name)
+		}
+	}
+	// A quote in a setting's name still makes it no plain setting.
+	if v := g.Check(`SET "work""mem" = '1'`); v.Rule == "" {
+		t.Error(`SET "work""mem" was allowed`)
+	}
+}

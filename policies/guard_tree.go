@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"encoding/json"
 	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
@@ -309,10 +310,11 @@ func (w *treeWalker) consume(c byte) bool {
 	return false
 }
 
-// str reads a JSON string and returns its raw contents; escaped reports a
-// backslash escape in it, which libpg_query writes only for quotes,
-// backslashes and control characters.
-func (w *treeWalker) str() (raw string, escaped bool) {
+// str reads a JSON string and returns its contents, unescaped; escaped
+// reports that they hold a quote, backslash or control character (which
+// makes a setting name or value not plain). The tree escapes those, and
+// also <, > and & (as \u003c ...), which are plain.
+func (w *treeWalker) str() (text string, escaped bool) {
 	if !w.consume('"') {
 		return "", false
 	}
@@ -324,7 +326,15 @@ func (w *treeWalker) str() (raw string, escaped bool) {
 			w.i += 2
 		case '"':
 			w.i++
-			return w.s[start : w.i-1], escaped
+			raw := w.s[start : w.i-1]
+			if !escaped {
+				return raw, false
+			}
+			if err := json.Unmarshal([]byte(w.s[start-1:w.i]), &text); err != nil {
+				w.bad = true
+				return "", false
+			}
+			return text, strings.ContainsFunc(text, func(r rune) bool { return r == '"' || r == '\\' || r < 0x20 })
 		default:
 			w.i++
 		}
