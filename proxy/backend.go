@@ -139,11 +139,13 @@ type backendDialer struct {
 }
 
 // checkServerLog warns the operator, once, when PostgreSQL would write the
-// WARNING that SET LOCAL raises outside a transaction block to its log for
-// every transaction pgtenant runs.
+// WARNING that SET LOCAL raises outside a transaction block to its log: for
+// every transaction that starts with BEGIN (see injectBlock), and with
+// set_local for every transaction.
 func (d *backendDialer) checkServerLog(ctx context.Context, pc *pgconn.PgConn, bctx *backendContext) {
-	if bctx.setConfig {
-		return
+	every := "every transaction that starts with BEGIN"
+	if !bctx.setConfig {
+		every = "every transaction"
 	}
 	d.logCheck.Do(func() {
 		res, err := pc.Exec(ctx, "SELECT current_setting('log_min_messages')").ReadAll()
@@ -154,8 +156,9 @@ func (d *backendDialer) checkServerLog(ctx context.Context, pc *pgconn.PgConn, b
 		case "error", "log", "fatal", "panic":
 		default:
 			d.log.Warn().Str("log_min_messages", level).Str("role", pc.ParameterStatus("session_authorization")).
-				Msg("PostgreSQL will log a WARNING \"SET LOCAL can only be used in transaction blocks\" for every transaction; " +
-					"run ALTER ROLE <this role> SET log_min_messages = error as a superuser, or set tenancy.set_with = auto (set_config except on Citus)")
+				Msg("PostgreSQL will log a WARNING \"SET LOCAL can only be used in transaction blocks\" for " + every +
+					" (the tenant context is set before the BEGIN, with SET LOCAL so that BEGIN ISOLATION LEVEL still works); " +
+					"run ALTER ROLE <this role> SET log_min_messages = error as a superuser")
 		}
 	})
 }
