@@ -27,6 +27,13 @@ const (
 	// BEGIN: prepared only when the statements above are set_config calls.
 	ctxBlockStmt      = "pgtenant_ctx_block"
 	ctxTokenBlockStmt = "pgtenant_ctx_token_block"
+	// The tenant's settings (see contextStatements): a SELECT of them all,
+	// when the org is set with SET LOCAL, and each on its own ahead of a
+	// BEGIN.
+	ctxTenantStmt   = "pgtenant_ctx_tenant"
+	ctxTimeoutStmt  = "pgtenant_ctx_timeout"
+	ctxFlagsStmt    = "pgtenant_ctx_flags"
+	ctxReadOnlyStmt = "pgtenant_ctx_read_only"
 )
 
 // Buffer sizes for backend connections. The reader is larger because result

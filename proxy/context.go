@@ -82,15 +82,6 @@ func (d *backendDialer) signFirst(ctx context.Context, pc *pgconn.PgConn, bctx *
 // context.
 type ctxStmt struct{ name, sql string }
 
-// Statements of the tenant settings in the SET LOCAL form (see
-// contextStatements).
-const (
-	ctxTenantStmt   = "pgtenant_ctx_tenant"
-	ctxTimeoutStmt  = "pgtenant_ctx_timeout"
-	ctxFlagsStmt    = "pgtenant_ctx_flags"
-	ctxReadOnlyStmt = "pgtenant_ctx_read_only"
-)
-
 // contextStatements returns the statements that set bctx's context for one
 // transaction: local for an ordinary one, block for one that may start with
 // BEGIN, and every distinct statement to prepare.
