@@ -110,11 +110,12 @@ var (
 	descPoolSize      = prometheus.NewDesc("pgtenant_pool_size", "Largest number of backend connections of the tenant's pools (overrides applied).", []string{"tenant"}, nil)
 	descPoolConns     = prometheus.NewDesc("pgtenant_pool_connections", "Backend connections of the tenant's pools, by state.", []string{"tenant", "state"}, nil)
 	descTenantSession = prometheus.NewDesc("pgtenant_tenant_sessions", "Client sessions, by tenant.", []string{"tenant"}, nil)
+	descCancels       = prometheus.NewDesc("pgtenant_cancel_requests_total", "Client cancel requests: forwarded to the backend running the query, idle (nothing running), rejected (unknown key or wrong secret).", []string{"result"}, nil)
 )
 
 func (c serverCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descClients, descBackends, descDialErrors, descTransactions, descQueries,
-		descWait, descWaitTimeouts, descPoolWaiting, descPoolSize, descPoolConns, descTenantSession} {
+		descWait, descWaitTimeouts, descPoolWaiting, descPoolSize, descPoolConns, descTenantSession, descCancels} {
 		ch <- d
 	}
 	m := c.s.metrics
@@ -152,6 +153,11 @@ func (c serverCollector) Collect(ch chan<- prometheus.Metric) {
 	m.overhead.Collect(ch)
 	m.backend.Collect(ch)
 	m.authFailures.Collect(ch)
+
+	cancels := s.CancelStats()
+	ch <- prometheus.MustNewConstMetric(descCancels, prometheus.CounterValue, float64(cancels.Forwarded), "forwarded")
+	ch <- prometheus.MustNewConstMetric(descCancels, prometheus.CounterValue, float64(cancels.Idle), "idle")
+	ch <- prometheus.MustNewConstMetric(descCancels, prometheus.CounterValue, float64(cancels.Rejected), "rejected")
 
 	active, waiting, idle := s.clientStates()
 	ch <- prometheus.MustNewConstMetric(descClients, prometheus.GaugeValue, float64(active), "active")

@@ -182,8 +182,6 @@ func run(ctx context.Context, cfg config.Config, log zerolog.Logger, started cha
 		registry.start(srv)
 	}
 	reg.MustRegister(srv.Collector())
-	stopProbe := probeBackend(backend, reg)
-	defer stopProbe()
 	stopHUP := onSIGHUP(func() { reloadLive(cfg, reload, certs, guard, srv, log) })
 	defer stopHUP()
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -203,20 +201,8 @@ func run(ctx context.Context, cfg config.Config, log zerolog.Logger, started cha
 			return fmt.Errorf("admin.listen: %w", err)
 		}
 		addrs.Admin = aln.Addr().String()
-		for _, c := range []struct {
-			result string
-			value  func(proxy.CancelStats) int64
-		}{
-			{"forwarded", func(c proxy.CancelStats) int64 { return c.Forwarded }},
-			{"idle", func(c proxy.CancelStats) int64 { return c.Idle }},
-			{"rejected", func(c proxy.CancelStats) int64 { return c.Rejected }},
-		} {
-			reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-				Name:        "pgtenant_cancel_requests_total",
-				Help:        "Client cancel requests: forwarded to the backend running the query, idle (nothing running), rejected (unknown key or wrong secret).",
-				ConstLabels: prometheus.Labels{"result": c.result},
-			}, func() float64 { return float64(c.value(srv.CancelStats())) }))
-		}
+		stopProbe := probeBackend(backend, reg)
+		defer stopProbe()
 		mux := admin.Handler(reg, readiness(backend, registry))
 		if cfg.Admin.Pprof {
 			admin.RegisterPprof(mux)
