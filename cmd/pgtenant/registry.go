@@ -51,11 +51,14 @@ func openTenantRegistry(ctx context.Context, cfg config.Config, log zerolog.Logg
 		return nil, err
 	}
 	t.reg = reg
+	// Under mu: changes already flow to t.changed.
+	t.mu.Lock()
 	reg.Each(func(o tenants.Org) {
 		if o.Pool != (tenants.Pool{}) {
 			t.pools[o.ID] = poolOverride(o.Pool)
 		}
 	})
+	t.mu.Unlock()
 	registerRegistryMetrics(metrics, reg)
 	return t, nil
 }
