@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -284,6 +286,7 @@ func TestUIPlatformAdminManagesOrgsAndSeesAuditPoliciesAndPools(t *testing.T) {
 	b.waitFor("the whole list again", `document.querySelector('.pager-label').textContent === '1–50 of 10003'`)
 
 	conn := e.connect(ctx, addrs, "acme")
+	psql := startPsql(ctx, t, addrs, clientToken(t, "acme", "alice"))
 
 	// Turn a flag on in the settings page; the tenant's SQL reads it.
 	b.route("#/orgs/acme")
@@ -337,6 +340,12 @@ func TestUIPlatformAdminManagesOrgsAndSeesAuditPoliciesAndPools(t *testing.T) {
 			t.Logf("after the suspension in the UI, acme's session got: %v", err)
 		}
 		return err != nil
+	})
+	// The interactive psql session too: its next statement finds the
+	// connection ended with the reason.
+	psql.send("SELECT 1;")
+	within(t, 30*time.Second, "the end of acme's psql session", func() bool {
+		return strings.Contains(psql.out.String(), "tenant acme was suspended")
 	})
 
 	// Deprovisioning says it is irreversible and needs the org id typed.
@@ -473,3 +482,33 @@ func TestUIResponsesCarrySecurityHeaders(t *testing.T) {
 		}
 	}
 }
+
+// psqlSession is an interactive psql connected through pgtenant, fed on
+// stdin like a person at a terminal.
+type psqlSession struct {
+	stdin io.WriteCloser
+	out   *testpg.SyncBuffer
+}
+
+func startPsql(ctx context.Context, t *testing.T, addrs listening, token string) *psqlSession {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(addrs.Client)
+	cmd := exec.CommandContext(ctx, "psql", "-X", "-v", "ON_ERROR_STOP=0",
+		"host="+host+" port="+port+" dbname=app user=app sslmode=disable")
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+token)
+	s := &psqlSession{out: &testpg.SyncBuffer{}}
+	cmd.Stdout, cmd.Stderr = s.out, s.out
+	var err error
+	if s.stdin, err = cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("psql: %v", err)
+	}
+	t.Cleanup(func() { s.stdin.Close(); _ = cmd.Wait() })
+	s.send("SELECT 'psql' || ' ready';")
+	within(t, 30*time.Second, "psql connected", func() bool { return strings.Contains(s.out.String(), "psql ready") })
+	return s
+}
+
+func (s *psqlSession) send(sql string) { _, _ = io.WriteString(s.stdin, sql+"\n") }
