@@ -213,3 +213,19 @@ func TestTheExampleConfigurationLoads(t *testing.T) {
 		t.Fatalf("example: registry %v, tenant labels %q", c.RegistryEnabled(), c.Metrics.TenantLabels)
 	}
 }
+
+// Every key has a row in docs/configuration.md.
+func TestEveryKeyIsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range Keys() {
+		if !strings.Contains(string(doc), "`"+k+"`") {
+			// admin.jwt.* and the like are documented as a group.
+			if i := strings.LastIndexByte(k, '.'); i < 0 || !strings.Contains(string(doc), "`"+k[:i]+".*`") {
+				t.Errorf("%s is not in docs/configuration.md", k)
+			}
+		}
+	}
+}
