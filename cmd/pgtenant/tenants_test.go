@@ -270,7 +270,20 @@ func TestTenantLimitsMembershipAndPoolOverridesApplyWithoutRestart(t *testing.T)
 	defer cancel()
 	e := startRegistryEnv(ctx, t)
 	e.cli("create", "acme", "--settings", `{"max_connections":1,"idle_in_transaction_timeout":"300ms"}`)
+	e.cli("create", "legacy", "--pool", `{"mode":"session"}`)
 	a := e.serve(ctx)
+
+	// A session-mode client holds its backend connection between
+	// transactions; suspension ends it all the same.
+	legacy := e.connect(ctx, a, "legacy")
+	if _, err := legacy.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	e.cli("suspend", "legacy")
+	within(t, 5*time.Second, "the session-mode session's end", func() bool {
+		_, err := legacy.Exec(ctx, "SELECT 1")
+		return err != nil && strings.Contains(err.Error(), "tenant legacy was suspended")
+	})
 
 	first := e.connect(ctx, a, "acme")
 	if _, err := connectAs(ctx, a, clientToken(t, "acme", "bob")); testpg.SQLState(err) != "53300" {
