@@ -62,10 +62,11 @@ type backendConn struct {
 	injectLocal []byte
 	localStmts  int
 	// injectBlock sets the same context with SET LOCAL, for a transaction
-	// whose first message may be BEGIN: a set_config is a query, which
-	// takes the transaction's snapshot, after which PostgreSQL refuses
-	// BEGIN ISOLATION LEVEL (25001); SET LOCAL takes none. blockStmts is
-	// how many statements it executes.
+	// whose first message may be a BEGIN with transaction modes: a
+	// set_config is a query, which takes the transaction's snapshot, after
+	// which PostgreSQL refuses BEGIN ISOLATION LEVEL (25001); SET LOCAL
+	// takes none, but PostgreSQL logs a WARNING for each, so a plain BEGIN
+	// gets injectLocal. blockStmts is how many statements it executes.
 	injectBlock []byte
 	blockStmts  int
 	// ctxStmts are the prepared statements both use (see contextStatements).
@@ -147,10 +148,10 @@ type backendDialer struct {
 
 // checkServerLog warns the operator, once, when PostgreSQL would write the
 // WARNING that SET LOCAL raises outside a transaction block to its log: for
-// every transaction that starts with BEGIN (see injectBlock), and with
-// set_local for every transaction.
+// every transaction that starts with a BEGIN with transaction modes (see
+// injectBlock), and with set_local for every transaction.
 func (d *backendDialer) checkServerLog(ctx context.Context, pc *pgconn.PgConn, bctx *backendContext) {
-	every := "every transaction that starts with BEGIN"
+	every := "every transaction that starts with BEGIN ISOLATION LEVEL, READ WRITE, READ ONLY or DEFERRABLE"
 	if !bctx.setConfig {
 		every = "every transaction"
 	}
@@ -164,7 +165,7 @@ func (d *backendDialer) checkServerLog(ctx context.Context, pc *pgconn.PgConn, b
 		default:
 			d.log.Warn().Str("log_min_messages", level).Str("role", pc.ParameterStatus("session_authorization")).
 				Msg("PostgreSQL will log a WARNING \"SET LOCAL can only be used in transaction blocks\" for " + every +
-					" (the tenant context is set before the BEGIN, with SET LOCAL so that BEGIN ISOLATION LEVEL still works); " +
+					" (the tenant context is set before the BEGIN, with SET LOCAL so that the transaction modes still apply); " +
 					"run ALTER ROLE <this role> SET log_min_messages = error as a superuser")
 		}
 	})

@@ -35,7 +35,7 @@ type injectKind uint8
 const (
 	injectNone    injectKind = iota
 	injectLocal              // Bind+Execute of the SET LOCALs, unsynced
-	injectBlock              // the same as SET LOCAL, ahead of a BEGIN (see backendConn.injectBlock)
+	injectBlock              // the same as SET LOCAL, ahead of a BEGIN with transaction modes (see backendConn.injectBlock)
 	injectSession            // a Query of session-level SETs
 	injectParams             // Bind+Execute of set_config per setting, then Sync
 )
@@ -538,7 +538,7 @@ func (s *session) admit(typ byte, flags stmtFlags, terminal bool) (*attachment, 
 			}
 			if executes && s.mu.status == 'I' {
 				g.inject = injectLocal
-				if g.txControl {
+				if g.txControl && flags&flagTxModes != 0 {
 					g.inject = injectBlock
 				}
 				if flags&flagOwnTransaction != 0 {

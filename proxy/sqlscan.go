@@ -32,6 +32,11 @@ const (
 	// flagSQLNames: the text may PREPARE or EXECUTE an SQL-level prepared
 	// statement, whose name the proxy maps (see sqlnames.go).
 	flagSQLNames
+	// flagTxModes: the text may set transaction modes (ISOLATION LEVEL,
+	// READ WRITE, READ ONLY, DEFERRABLE, SNAPSHOT), which PostgreSQL refuses
+	// after the transaction's first query; with flagTxControl, the context
+	// is set ahead of it without one (see backendConn.injectBlock).
+	flagTxModes
 )
 
 // scanSQL classifies one Query or Parse text. It allocates nothing.
@@ -80,6 +85,8 @@ func scanSQL(sql []byte) stmtFlags {
 		case wordIs(w, "BEGIN"), wordIs(w, "START"), wordIs(w, "COMMIT"), wordIs(w, "END"),
 			wordIs(w, "ROLLBACK"), wordIs(w, "ABORT"), wordIs(w, "PREPARE"):
 			flags |= flagTxControl
+		case wordIs(w, "ISOLATION"), wordIs(w, "READ"), wordIs(w, "DEFERRABLE"), wordIs(w, "SNAPSHOT"):
+			flags |= flagTxModes
 		case wordIs(w, "DEALLOCATE"):
 			flags |= flagDropsStatements
 		case wordIs(w, "TEMP"), wordIs(w, "TEMPORARY"), wordIs(w, "HOLD"), wordIs(w, "LISTEN"),
