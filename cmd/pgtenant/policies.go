@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -292,9 +291,7 @@ func newPoliciesListCmd() *cobra.Command {
 			if tables == nil {
 				tables = []policies.Table{}
 			}
-			enc := json.NewEncoder(w)
-			enc.SetIndent("", "  ")
-			return enc.Encode(tables)
+			return printJSON(w, tables)
 		}
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "TABLE\tTENANT\tWHY")
@@ -343,7 +340,7 @@ func newPoliciesApplyCmd() *cobra.Command {
 		opts := pc.ApplyOptions(target.appRoles)
 		opts.RewriteKeys, opts.Concurrently = rewriteKeys, concurrently
 		w := cmd.OutOrStdout()
-		print := func(p *policies.ApplyPlan, applied bool) {
+		show := func(p *policies.ApplyPlan, applied bool) {
 			if asJSON {
 				_ = printJSON(w, struct {
 					Applied bool `json:"applied"`
@@ -363,12 +360,12 @@ func newPoliciesApplyCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				print(p, false)
+				show(p, false)
 				return nil
 			}
 			p, err := policies.Apply(ctx, conn, opts)
 			if p != nil {
-				print(p, err == nil)
+				show(p, err == nil)
 			}
 			if err != nil {
 				return fmt.Errorf("apply: %w", err)

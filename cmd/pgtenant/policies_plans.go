@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -82,12 +81,10 @@ func newPoliciesPlansCmd() *cobra.Command {
 			}
 			w := cmd.OutOrStdout()
 			if asJSON {
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", "  ")
 				if findings == nil {
 					findings = []policies.PlanFinding{}
 				}
-				if err := enc.Encode(struct {
+				if err := printJSON(w, struct {
 					Findings []policies.PlanFinding `json:"findings"`
 					OK       bool                   `json:"ok"`
 				}{findings, len(findings) == 0}); err != nil {

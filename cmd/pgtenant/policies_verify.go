@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 
@@ -71,9 +70,7 @@ func newPoliciesVerifyCmd() *cobra.Command {
 			}
 			w := cmd.OutOrStdout()
 			if asJSON {
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(report); err != nil {
+				if err := printJSON(w, report); err != nil {
 					return err
 				}
 			} else {
