@@ -234,8 +234,14 @@ func (s *session) noteSessionSets(sql []byte) {
 		}
 		name := strings.ToLower(words[j])
 		switch name {
-		case "local", "transaction", "constraints", "characteristics":
+		case "local", "transaction", "constraints":
 			continue // transaction-scoped
+		case "characteristics":
+			// SET SESSION CHARACTERISTICS AS TRANSACTION ... changes the
+			// session's defaults (JDBC's setTransactionIsolation and
+			// setReadOnly send it).
+			s.noteRefreshLocked("default_transaction_isolation", "default_transaction_read_only", "default_transaction_deferrable")
+			continue
 		case "all":
 			if w == "RESET" {
 				s.mu.resetAll = true
@@ -249,11 +255,17 @@ func (s *session) noteSessionSets(sql []byte) {
 			name = "client_encoding"
 		}
 		if validSettingName(name) {
-			if s.mu.refresh == nil {
-				s.mu.refresh = map[string]bool{}
-			}
-			s.mu.refresh[name] = true
+			s.noteRefreshLocked(name)
 		}
+	}
+}
+
+func (s *session) noteRefreshLocked(names ...string) {
+	if s.mu.refresh == nil {
+		s.mu.refresh = map[string]bool{}
+	}
+	for _, n := range names {
+		s.mu.refresh[n] = true
 	}
 }
 

@@ -70,6 +70,32 @@ func TestSessionSettingsStayWithTheirClientOnASharedBackend(t *testing.T) {
 	}
 }
 
+// JDBC's setTransactionIsolation and setReadOnly send SET SESSION
+// CHARACTERISTICS, which changes the session's transaction defaults.
+func TestSessionCharacteristicsStayWithTheirClient(t *testing.T) {
+	e := startProxy(t, func(c *proxyConfig, _ *jwtConfig) { c.Pool.Size = 1 })
+	a, b := e.connect(t, "acme"), e.connect(t, "acme")
+	run(t, a, "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY")
+	for i := 0; i < 3; i++ { // the two clients alternate on the tenant's only backend
+		if got := show(t, a, "transaction_isolation"); got != "serializable" {
+			t.Errorf("round %d: a's isolation = %q", i, got)
+		}
+		if got := show(t, a, "transaction_read_only"); got != "on" {
+			t.Errorf("round %d: a's transaction_read_only = %q", i, got)
+		}
+		if got := show(t, b, "transaction_isolation"); got != "read committed" {
+			t.Errorf("round %d: b sees a's isolation %q", i, got)
+		}
+		if got := show(t, b, "transaction_read_only"); got != "off" {
+			t.Errorf("round %d: b sees a's transaction_read_only %q", i, got)
+		}
+	}
+	run(t, a, "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE")
+	if got := show(t, a, "transaction_read_only"); got != "off" {
+		t.Errorf("after READ WRITE: transaction_read_only = %q", got)
+	}
+}
+
 func TestStartupParametersAndOptionsApplyToEveryTransaction(t *testing.T) {
 	e := startProxy(t, func(c *proxyConfig, _ *jwtConfig) { c.Pool.Size = 1 })
 	plain := e.connect(t, "acme")
