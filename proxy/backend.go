@@ -61,12 +61,12 @@ type backendConn struct {
 	// statements it executes.
 	injectLocal []byte
 	localStmts  int
-	// injectBlock sets the same context with SET LOCAL, for a transaction
-	// whose first message may be a BEGIN with transaction modes: a
-	// set_config is a query, which takes the transaction's snapshot, after
-	// which PostgreSQL refuses BEGIN ISOLATION LEVEL (25001); SET LOCAL
-	// takes none, but PostgreSQL logs a WARNING for each, so a plain BEGIN
-	// gets injectLocal. blockStmts is how many statements it executes.
+	// injectBlock sets the same context with SET LOCAL, which takes no
+	// snapshot: ahead of a pipelined BEGIN with transaction modes, and of a
+	// SET TRANSACTION after a BEGIN. A set_config is a query, which takes
+	// the transaction's snapshot, after which PostgreSQL refuses the modes
+	// (25001); outside a transaction block PostgreSQL logs a WARNING for
+	// each SET LOCAL. blockStmts is how many statements it executes.
 	injectBlock []byte
 	blockStmts  int
 	// ctxStmts are the prepared statements both use (see contextStatements).
@@ -148,10 +148,10 @@ type backendDialer struct {
 
 // checkServerLog warns the operator, once, when PostgreSQL would write the
 // WARNING that SET LOCAL raises outside a transaction block to its log: for
-// every transaction that starts with a BEGIN with transaction modes (see
-// injectBlock), and with set_local for every transaction.
+// every transaction that starts with a pipelined BEGIN with transaction modes
+// (see injectBlock), and with set_local for every transaction.
 func (d *backendDialer) checkServerLog(ctx context.Context, pc *pgconn.PgConn, bctx *backendContext) {
-	every := "every transaction that starts with BEGIN ISOLATION LEVEL, READ WRITE, READ ONLY or DEFERRABLE"
+	every := "every transaction that starts with BEGIN ISOLATION LEVEL, READ WRITE, READ ONLY or DEFERRABLE in a pipeline (extended protocol, with more statements before the Sync)"
 	if !bctx.setConfig {
 		every = "every transaction"
 	}

@@ -87,11 +87,12 @@ type ctxStmt struct{ name, sql string }
 // BEGIN, and every distinct statement to prepare.
 //
 // Outside Citus the org, the token and the tenant's settings are one
-// SELECT of set_config calls: one Bind and Execute per transaction. Ahead
-// of a BEGIN they are SET LOCALs, one statement each, except read-only
-// mode: SET TRANSACTION READ WRITE after a SET LOCAL would undo it, and
-// after a query PostgreSQL refuses it, so read-only tenants always get the
-// set_config form (and with it the database's default isolation level).
+// SELECT of set_config calls: one Bind and Execute per transaction. Where
+// transaction modes may follow they are SET LOCALs, one statement each,
+// except read-only mode: SET TRANSACTION READ WRITE after a SET LOCAL would
+// undo it, and after a query PostgreSQL refuses it, so read-only tenants
+// always get the set_config form (and with it no SET TRANSACTION of their
+// own).
 func (d *backendDialer) contextStatements(bctx *backendContext) (local, block, all []ctxStmt) {
 	var calls []string // set_config calls of the tenant's settings
 	var blockSets []ctxStmt

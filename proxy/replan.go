@@ -110,7 +110,7 @@ func (s *session) replan(b *backendConn, h wire.Header) (bool, error) {
 		return false, nil
 	}
 	g := &s.mu.groups[0]
-	if g.inject != injectLocal || g.txControl || !g.ended {
+	if g.inject != injectLocal || g.inBlock || g.txControl || !g.ended {
 		s.mu.Unlock()
 		return false, nil
 	}

@@ -52,6 +52,7 @@ type group struct {
 	sentAt    time.Time     // when its last message was written to the backend
 	sql       string        // with Config.SlowQueries: the statement it runs (see noteSQL)
 	txControl bool          // some message in it may open or close a transaction block
+	inBlock   bool          // its context is injected inside a transaction block (after a BEGIN)
 	ended     bool          // its Sync/Query/FunctionCall has been sent
 	ops       []stmtOp      // Parses and Closes, in order
 }
@@ -141,6 +142,9 @@ type session struct {
 		shutdown bool         // the server is shutting down
 		ended    *pgerr.Error // set by terminate: what the client is told
 		admitted uint64       // sync groups admitted so far; see armIdleInTxLocked
+		// ctxDeferred: the open transaction has no context yet; the
+		// next group that executes gets it (see admit).
+		ctxDeferred bool
 
 		params        map[string]string // the client's session settings
 		paramsVersion uint64            // bumped when params change
@@ -427,8 +431,9 @@ func (s *session) forward(typ byte, frame []byte, flags stmtFlags) error {
 	// is answered, but the answer can arrive before Flush returns: wmu makes
 	// the pump wait for this goroutine to let go of b.w before it releases b.
 	s.wmu.Lock()
-	if inject != injectNone && s.pendingParams != nil {
+	if s.pendingParams != nil {
 		_, _ = b.w.Write(s.pendingParams)
+		s.pendingParams = nil
 	}
 	switch inject {
 	case injectLocal, injectBlock:
@@ -491,6 +496,9 @@ func (s *session) admit(typ byte, flags stmtFlags, terminal bool) (*attachment, 
 				g.txControl = true
 				s.mu.unsure++
 			}
+			if flags&(flagChain|flagTxControl) == flagChain|flagTxControl {
+				s.mu.ctxDeferred = true
+			}
 			if terminal {
 				g.ended = true
 				s.inGroup = false
@@ -536,20 +544,41 @@ func (s *session) admit(typ byte, flags stmtFlags, terminal bool) (*attachment, 
 					return nil, injectNone, err
 				}
 			}
-			if executes && s.mu.status == 'I' {
-				g.inject = injectLocal
-				if g.txControl && flags&flagTxModes != 0 {
-					g.inject = injectBlock
-				}
-				if flags&flagOwnTransaction != 0 {
-					g.inject = injectSession
-				} else {
-					s.pendingCtx = s.srv.dialer.refresh(att.b, time.Now(), s.tenantSettings())
-					g.injected = cond(g.inject == injectBlock, att.b.blockStmts, att.b.localStmts)
-				}
+			deferred := s.mu.ctxDeferred
+			if executes {
+				s.mu.ctxDeferred = false
+			}
+			switch {
+			case executes && s.mu.status == 'I':
 				s.stats.transactions.Add(1)
 				s.pendingParams = s.paramUnitLocked(att.b)
 				g.params = s.pendingParams != nil
+				switch {
+				case typ == 'Q' && flags&flagBegin != 0:
+					// A BEGIN on its own: the context goes ahead of the
+					// transaction's next statement, inside the block, so
+					// that SET TRANSACTION can still follow the BEGIN.
+					s.mu.ctxDeferred = true
+				case flags&flagOwnTransaction != 0:
+					g.inject = injectSession
+				case g.txControl && flags&flagTxModes != 0:
+					g.inject = injectBlock
+				default:
+					g.inject = injectLocal
+				}
+			case executes && deferred && s.mu.status == 'T':
+				// The first statement after a BEGIN or a CHAIN. SET LOCALs
+				// take no snapshot, so SET TRANSACTION still works after
+				// them; set_config is one statement instead of several.
+				g.inject = cond(flags&flagTxModes != 0, injectBlock, injectLocal)
+				g.inBlock = true
+			}
+			if g.inject == injectLocal || g.inject == injectBlock {
+				s.pendingCtx = s.srv.dialer.refresh(att.b, time.Now(), s.tenantSettings())
+				g.injected = cond(g.inject == injectBlock, att.b.blockStmts, att.b.localStmts)
+			}
+			if flags&(flagChain|flagTxControl) == flagChain|flagTxControl {
+				s.mu.ctxDeferred = true // AND CHAIN: the next transaction has no context yet
 			}
 			s.mu.groups = append(s.mu.groups, g)
 			if g.txControl {

@@ -3,7 +3,7 @@ package proxy
 // stmtFlags is what the proxy needs to know about client SQL before forwarding
 // it. The scan is lexical and deliberately over-approximates: a false positive
 // costs a little latency or a reset, a false negative could break the session.
-type stmtFlags uint8
+type stmtFlags uint16
 
 const (
 	// flagTxControl: the text may open or close a transaction block (BEGIN,
@@ -37,6 +37,13 @@ const (
 	// after the transaction's first query; with flagTxControl, the context
 	// is set ahead of it without one (see backendConn.injectBlock).
 	flagTxModes
+	// flagBegin: the text is one BEGIN or START TRANSACTION statement and
+	// nothing else; the context can wait for the transaction's next
+	// statement (see session.admit).
+	flagBegin
+	// flagChain: the text may COMMIT or ROLLBACK AND CHAIN, which starts a
+	// transaction without the context.
+	flagChain
 )
 
 // scanSQL classifies one Query or Parse text. It allocates nothing.
@@ -87,6 +94,8 @@ func scanSQL(sql []byte) stmtFlags {
 			flags |= flagTxControl
 		case wordIs(w, "ISOLATION"), wordIs(w, "READ"), wordIs(w, "DEFERRABLE"), wordIs(w, "SNAPSHOT"):
 			flags |= flagTxModes
+		case wordIs(w, "CHAIN"):
+			flags |= flagChain
 		case wordIs(w, "DEALLOCATE"):
 			flags |= flagDropsStatements
 		case wordIs(w, "TEMP"), wordIs(w, "TEMPORARY"), wordIs(w, "HOLD"), wordIs(w, "LISTEN"),
@@ -113,6 +122,9 @@ func scanSQL(sql []byte) stmtFlags {
 	}
 	if multi && flags&flagTxControl != 0 {
 		flags |= flagOwnTransaction
+	}
+	if f := string(first[:firstLen]); !multi && (f == "BEGIN" || f == "START") {
+		flags |= flagBegin
 	}
 	return flags
 }

@@ -1,6 +1,11 @@
 package proxy
 
-import "testing"
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
 
 func TestScanSQLFindsWhatTheProxyMustKnow(t *testing.T) {
 	cases := []struct {
@@ -9,10 +14,14 @@ func TestScanSQLFindsWhatTheProxyMustKnow(t *testing.T) {
 	}{
 		{"SELECT * FROM items", 0},
 		{"select start_date, begin_at from t", 0},
-		{"BEGIN", flagTxControl},
-		{"  begin isolation level serializable", flagTxControl | flagTxModes},
-		{"START TRANSACTION READ ONLY, DEFERRABLE", flagTxControl | flagTxModes},
-		{"START TRANSACTION", flagTxControl},
+		{"BEGIN", flagTxControl | flagBegin},
+		{"  begin isolation level serializable", flagTxControl | flagTxModes | flagBegin},
+		{"START TRANSACTION READ ONLY, DEFERRABLE", flagTxControl | flagTxModes | flagBegin},
+		{"START TRANSACTION", flagTxControl | flagBegin},
+		{"BEGIN; SELECT 1", flagTxControl | flagOwnTransaction},
+		{"begin;  ;", flagTxControl | flagBegin},
+		{"/* x */ BEGIN", flagTxControl}, // not known to be a lone BEGIN: the context goes first
+		{"COMMIT AND CHAIN", flagTxControl | flagChain},
 		{"commit", flagTxControl},
 		{"END", flagTxControl},
 		{"SELECT 1; COMMIT; SELECT 2", flagTxControl | flagOwnTransaction},
@@ -52,6 +61,19 @@ func FuzzScanSQL(f *testing.F) {
 		for _, kw := range []string{"BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT"} {
 			if containsWord(sql, kw) && flags&flagTxControl == 0 {
 				t.Fatalf("%q contains %s but is not flagged", sql, kw)
+			}
+		}
+		// A lone BEGIN runs without the context: nothing may follow it.
+		if flags&flagBegin != 0 {
+			if i := bytes.IndexByte(sql, ';'); i >= 0 && len(bytes.Trim(sql[i:], "; \t\n\r\f\v")) > 0 {
+				t.Fatalf("%q is flagged as a lone BEGIN but has a second statement", sql)
+			}
+			start := bytes.IndexFunc(sql, func(r rune) bool {
+				return r == utf8.RuneError || r < utf8.RuneSelf && isWordByte(byte(r)) || r >= utf8.RuneSelf
+			})
+			first := strings.ToUpper(string(sql[start:]))
+			if !strings.HasPrefix(first, "BEGIN") && !strings.HasPrefix(first, "START") {
+				t.Fatalf("%q is flagged as a lone BEGIN but starts with something else", sql)
 			}
 		}
 	})

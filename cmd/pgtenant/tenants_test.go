@@ -186,6 +186,16 @@ func TestTheRegistryAdmitsTenantsAndAppliesChangesOnEveryInstance(t *testing.T) 
 	if s := testpg.SQLState(err); s != "25001" && s != "25006" {
 		t.Fatalf("BEGIN READ WRITE undid read-only mode: %v", err)
 	}
+	// A BEGIN of its own still chooses the isolation level.
+	tx, err = acmeA.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var level, readOnly string
+	if err := tx.QueryRow(ctx, "SELECT current_setting('transaction_isolation'), current_setting('transaction_read_only')").Scan(&level, &readOnly); err != nil || level != "serializable" || readOnly != "on" {
+		t.Fatalf("BEGIN ISOLATION LEVEL SERIALIZABLE of a read-only tenant: %s, read-only %s, %v", level, readOnly, err)
+	}
+	tx.Rollback(ctx)
 	e.cli("update", "acme", "--settings", `{}`)
 	within(t, 5*time.Second, "read-write again", func() bool {
 		_, err := acmeA.Exec(ctx, "INSERT INTO items (name) VALUES ('x')")
