@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -204,20 +205,22 @@ func (s *session) setParamLocked(b *backendConn, name, value string) {
 	b.paramsOf, b.paramsVersion = s, s.mu.paramsVersion
 }
 
-// noteSessionSets finds session-level SET and RESET statements in a client's
-// SQL and records which settings to read back from the backend when the
-// transaction ends. set_config with a computed name cannot be followed: the
-// backend is then closed, not pooled, and the client is told nothing.
+// noteSessionSets finds session-level SET and RESET statements and
+// set_config calls in a client's SQL and records which settings to read back
+// from the backend when the transaction ends. A set_config whose name is not
+// a plain string literal cannot be followed: the backend is then closed, not
+// pooled, and the client is told nothing.
 func (s *session) noteSessionSets(sql []byte) {
 	words := sqlWords(sql)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if names, ok := s.setConfigNames(sql); ok {
+		s.noteRefreshLocked(names...)
+	} else {
+		s.mu.paramsLost = true
+	}
 	for i := 0; i < len(words); i++ {
 		w := strings.ToUpper(words[i])
-		if w == "SET_CONFIG" {
-			s.mu.paramsLost = true
-			continue
-		}
 		if w == "DISCARD" && i+1 < len(words) && strings.EqualFold(words[i+1], "ALL") {
 			s.mu.resetAll = true
 			continue
@@ -267,6 +270,44 @@ func (s *session) noteRefreshLocked(names ...string) {
 	for _, n := range names {
 		s.mu.refresh[n] = true
 	}
+}
+
+// setConfigNames returns the names of the settings the set_config calls in
+// sql change, and false when one of them is not a plain string literal (a
+// parameter, an expression, an escape string) or names a reserved setting.
+// Whether a call is session-level does not matter: reading back a setting
+// a transaction-local call changed finds the session's value.
+func (s *session) setConfigNames(sql []byte) (names []string, ok bool) {
+	const fn = "SET_CONFIG"
+	for i := 0; i+len(fn) <= len(sql); i++ {
+		if !wordIs(sql[i:i+len(fn)], fn) || i > 0 && isWordByte(sql[i-1]) ||
+			i+len(fn) < len(sql) && isWordByte(sql[i+len(fn)]) {
+			continue
+		}
+		rest := bytes.TrimLeft(sql[i+len(fn):], " \t\r\n")
+		if len(rest) == 0 || rest[0] != '(' {
+			return nil, false
+		}
+		rest = bytes.TrimLeft(rest[1:], " \t\r\n")
+		if len(rest) == 0 || rest[0] != '\'' {
+			return nil, false
+		}
+		end := bytes.IndexByte(rest[1:], '\'') + 1
+		if end == 0 {
+			return nil, false
+		}
+		if after := bytes.TrimLeft(rest[end+1:], " \t\r\n"); len(after) == 0 || after[0] != ',' {
+			return nil, false // an escaped quote, or an expression
+		}
+		name := strings.ToLower(string(rest[1:end]))
+		if !validSettingName(name) || reservedSetting(name, s.srv.cfg.Setting) ||
+			strings.EqualFold(name, s.srv.cfg.TokenSetting) || strings.EqualFold(name, s.srv.cfg.FlagsSetting) {
+			return nil, false
+		}
+		names = append(names, name)
+		i += len(fn)
+	}
+	return names, true
 }
 
 // sqlWords splits SQL into words and semicolons; dotted names stay whole.

@@ -63,10 +63,25 @@ func TestSessionSettingsStayWithTheirClientOnASharedBackend(t *testing.T) {
 	if got := show(t, a, "search_path"); got != defaults["search_path"] {
 		t.Errorf("after RESET ALL: search_path = %q", got)
 	}
-	// set_config cannot be followed; the backend it touched is not reused.
+	// set_config with a literal name is followed like SET, in either
+	// protocol; a transaction-local one changes nothing after the
+	// transaction.
 	run(t, a, "SELECT set_config('work_mem', '3MB', false)")
-	if got := show(t, b, "work_mem"); got != defaults["work_mem"] {
-		t.Errorf("b sees a's set_config: work_mem = %q", got)
+	if _, err := a.Exec(testpg.Context(t), "SELECT pg_catalog.set_config('myapp.user_id', $1, false)", "u-42"); err != nil {
+		t.Fatal(err)
+	}
+	run(t, a, "SELECT set_config('search_path', 'pg_catalog', true)")
+	for i := 0; i < 3; i++ {
+		if got := show(t, a, "work_mem") + " " + show(t, a, "myapp.user_id") + " " + show(t, a, "search_path"); got != "3MB u-42 "+defaults["search_path"] {
+			t.Errorf("round %d: a's set_config settings: %q", i, got)
+		}
+		if got := show(t, b, "work_mem"); got != defaults["work_mem"] {
+			t.Errorf("round %d: b sees a's set_config: work_mem = %q", i, got)
+		}
+		var user *string
+		if err := b.QueryRow(testpg.Context(t), "SELECT current_setting('myapp.user_id', true)").Scan(&user); err != nil || user != nil && *user != "" {
+			t.Errorf("round %d: b sees a's myapp.user_id %v, %v", i, user, err)
+		}
 	}
 }
 
