@@ -129,6 +129,9 @@ type ApplyPlan struct {
 	Concurrent []Statement `json:"concurrent,omitempty"`
 	// Offered are key rewrites not applied (without RewriteKeys).
 	Offered []Statement `json:"offered,omitempty"`
+	// Blocked are key rewrites neither applied nor offered: a foreign key
+	// of a table that is not a tenant table references the key.
+	Blocked []Statement `json:"blocked,omitempty"`
 	// Backfill lists the tables left without Row-Level Security until their
 	// rows have an org.
 	Backfill []Backfill `json:"backfill,omitempty"`
@@ -664,43 +667,65 @@ func quoteList(cols []string) string {
 // across tenants tells one tenant that another's row exists. Foreign keys
 // are dropped first, the keys rewritten, then the foreign keys added back
 // on (org, cols).
-func (pl *planner) rewriteKeys(context.Context) error {
+func (pl *planner) rewriteKeys(ctx context.Context) error {
 	var drops, keys, fks []Statement
+	blocked := map[string]bool{} // keyID of the keys that cannot be dropped
 	for _, ts := range pl.tables {
 		if ts.inherited || !ts.ready {
 			continue
 		}
 		for _, k := range ts.keys {
-			if slices.Contains(k.cols, pl.col) {
+			if k.kind == "f" || slices.Contains(k.cols, pl.col) {
 				continue
 			}
-			switch k.kind {
-			case "p", "u":
-				what := "UNIQUE"
-				if k.kind == "p" {
-					what = "PRIMARY KEY"
-				}
-				keys = append(keys, Statement{Table: ts.q,
-					Comment: fmt.Sprintf("%s %s (%s) is unique across tenants (an existence oracle): make it unique per tenant", ts.q, what, strings.Join(k.cols, ", ")),
-					SQL: "ALTER TABLE " + ts.q + " DROP CONSTRAINT " + quoteIdent(k.name) + ", ADD CONSTRAINT " + quoteIdent(k.name) +
-						" " + what + " (" + quoteList(pl.withOrg(k.cols)) + ")"})
-				// The new key's index leads with the org column.
-				if pl.opts.RewriteKeys {
-					ts.indexes = append(ts.indexes, indexState{name: k.name, cols: pl.withOrg(k.cols)})
-				}
-			case "f":
-				ref := pl.byOID[k.refOID]
-				if ref == nil || !ref.ready {
-					continue // a shared table, or one not ready: nothing to include
-				}
-				drops = append(drops, Statement{Table: ts.q,
-					Comment: fmt.Sprintf("foreign key %s of %s probes other tenants' keys: drop it, to add it back on (%s, ...)", k.name, ts.q, pl.col),
-					SQL:     "ALTER TABLE " + ts.q + " DROP CONSTRAINT " + quoteIdent(k.name)})
-				fks = append(fks, Statement{Table: ts.q,
-					Comment: fmt.Sprintf("foreign key %s of %s within the tenant", k.name, ts.q),
-					SQL: "ALTER TABLE " + ts.q + " ADD CONSTRAINT " + quoteIdent(k.name) + " FOREIGN KEY (" + quoteList(pl.withOrg(k.cols)) +
-						") REFERENCES " + ref.q + " (" + quoteList(pl.withOrg(k.refCols)) + ")" + fkActions(k)})
+			what := "UNIQUE"
+			if k.kind == "p" {
+				what = "PRIMARY KEY"
 			}
+			st := Statement{Table: ts.q,
+				Comment: fmt.Sprintf("%s %s (%s) is unique across tenants (an existence oracle): make it unique per tenant", ts.q, what, strings.Join(k.cols, ", ")),
+				SQL: "ALTER TABLE " + ts.q + " DROP CONSTRAINT " + quoteIdent(k.name) + ", ADD CONSTRAINT " + quoteIdent(k.name) +
+					" " + what + " (" + quoteList(pl.withOrg(k.cols)) + ")"}
+			outside, err := pl.foreignReferences(ctx, ts, k.name)
+			if err != nil {
+				return err
+			}
+			if len(outside) > 0 {
+				st.Comment += fmt.Sprintf("; blocked: referenced by %s, which apply does not rewrite (not a tenant table, or one waiting for a backfill). "+
+					"Include %s in those foreign keys, or make their tables tenant tables, then apply again", strings.Join(outside, ", "), pl.col)
+				pl.p.Blocked = append(pl.p.Blocked, st)
+				blocked[keyID(ts.OID, k.cols)] = true
+				continue
+			}
+			keys = append(keys, st)
+			// The new key's index leads with the org column.
+			if pl.opts.RewriteKeys {
+				ts.indexes = append(ts.indexes, indexState{name: k.name, cols: pl.withOrg(k.cols)})
+			}
+		}
+	}
+	for _, ts := range pl.tables {
+		if ts.inherited || !ts.ready {
+			continue
+		}
+		for _, k := range ts.keys {
+			ref := pl.byOID[k.refOID]
+			if k.kind != "f" || slices.Contains(k.cols, pl.col) || ref == nil || !ref.ready {
+				continue // a shared table, or one not ready: nothing to include
+			}
+			drop := Statement{Table: ts.q,
+				Comment: fmt.Sprintf("foreign key %s of %s probes other tenants' keys: drop it, to add it back on (%s, ...)", k.name, ts.q, pl.col),
+				SQL:     "ALTER TABLE " + ts.q + " DROP CONSTRAINT " + quoteIdent(k.name)}
+			if blocked[keyID(ref.OID, k.refCols)] {
+				drop.Comment += "; blocked with the key it references, " + ref.q + " (" + strings.Join(k.refCols, ", ") + ")"
+				pl.p.Blocked = append(pl.p.Blocked, drop)
+				continue
+			}
+			drops = append(drops, drop)
+			fks = append(fks, Statement{Table: ts.q,
+				Comment: fmt.Sprintf("foreign key %s of %s within the tenant", k.name, ts.q),
+				SQL: "ALTER TABLE " + ts.q + " ADD CONSTRAINT " + quoteIdent(k.name) + " FOREIGN KEY (" + quoteList(pl.withOrg(k.cols)) +
+					") REFERENCES " + ref.q + " (" + quoteList(pl.withOrg(k.refCols)) + ")" + fkActions(k)})
 		}
 	}
 	all := append(append(drops, keys...), fks...)
@@ -710,6 +735,36 @@ func (pl *planner) rewriteKeys(context.Context) error {
 		pl.p.Offered = append(pl.p.Offered, all...)
 	}
 	return nil
+}
+
+// keyID names a key by its table and its set of columns.
+func keyID(table uint32, cols []string) string {
+	return fmt.Sprint(table, slices.Sorted(slices.Values(cols)))
+}
+
+// foreignReferences returns the foreign keys ("name of table") that
+// reference key of ts from tables whose keys apply does not rewrite: the key
+// cannot be dropped while they exist.
+func (pl *planner) foreignReferences(ctx context.Context, ts *tableState, key string) ([]string, error) {
+	rows, err := pl.tx.Query(ctx, `
+		SELECT fk.conrelid, pg_catalog.format('%I of %s', fk.conname, fk.conrelid::pg_catalog.regclass)
+		FROM pg_catalog.pg_constraint k
+		JOIN pg_catalog.pg_constraint fk ON fk.contype = 'f' AND fk.conindid = k.conindid AND fk.conparentid = 0
+		WHERE k.conrelid = $1 AND k.conname = $2
+		ORDER BY 2`, ts.OID, key)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	var oid uint32
+	var what string
+	_, err = pgx.ForEachRow(rows, []any{&oid, &what}, func() error {
+		if ref := pl.byOID[oid]; ref == nil || ref.inherited || !ref.ready {
+			out = append(out, what)
+		}
+		return nil
+	})
+	return out, err
 }
 
 // fkActions is the ON UPDATE / ON DELETE / DEFERRABLE clause of a foreign

@@ -324,6 +324,36 @@ func TestApplyRewriteKeysMakesUniqueKeysPerTenant(t *testing.T) {
 	}
 }
 
+// A key that a table outside the tenant tables references cannot be
+// dropped: apply says so and rewrites the other keys.
+func TestApplyRewriteKeysLeavesKeysReferencedFromSharedTables(t *testing.T) {
+	t.Parallel()
+	d := newTenantDB(t)
+	owner := d.appliedShop()
+	d.exec(owner, "ALTER TABLE countries ADD COLUMN best_customer bigint REFERENCES customers (id)")
+	opts := d.shopOptions()
+	opts.RewriteKeys = true
+	p, err := Apply(ctxT(t), owner, opts)
+	if err != nil {
+		t.Fatalf("apply --rewrite-keys: %v", err)
+	}
+	var blocked []string
+	for _, s := range p.Blocked {
+		blocked = append(blocked, s.SQL)
+		if strings.Contains(s.SQL, "customers_pkey") && !strings.Contains(s.Comment, "countries_best_customer_fkey of countries") {
+			t.Errorf("the blocked key does not name what blocks it: %s", s.Comment)
+		}
+	}
+	if len(blocked) != 2 || !strings.Contains(blocked[0], "DROP CONSTRAINT customers_pkey") || !strings.Contains(blocked[1], "DROP CONSTRAINT orders_customer_id_fkey") {
+		t.Errorf("blocked: %q", blocked)
+	}
+	sql := p.SQL()
+	if !strings.Contains(sql, "ADD CONSTRAINT customers_email_key UNIQUE (org_id, email)") || !strings.Contains(sql, "ADD CONSTRAINT orders_pkey PRIMARY KEY (org_id, id)") ||
+		strings.Contains(sql, "customers_pkey") || strings.Contains(sql, "orders_customer_id_fkey") {
+		t.Errorf("rewrites:\n%s", sql)
+	}
+}
+
 func TestRemoveUndoesOneTable(t *testing.T) {
 	t.Parallel()
 	d := newTenantDB(t)

@@ -390,6 +390,12 @@ func printPlan(w io.Writer, p *policies.ApplyPlan, verb string) {
 			fmt.Fprintf(w, "-- %s\n--   %s;\n", s.Comment, s.SQL)
 		}
 	}
+	if len(p.Blocked) > 0 {
+		fmt.Fprintln(w, "-- rewrite blocked (foreign keys apply cannot rewrite depend on these keys):")
+		for _, s := range p.Blocked {
+			fmt.Fprintf(w, "-- %s\n--   %s;\n", s.Comment, s.SQL)
+		}
+	}
 	for _, b := range p.Backfill {
 		fmt.Fprintf(w, "-- backfill needed: %s has rows without an org; as its owner: %s; then run apply again\n", b.Table, b.SQL)
 	}
