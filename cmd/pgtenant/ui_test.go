@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +20,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/pgtenant/pgtenant/admin"
+	"github.com/pgtenant/pgtenant/audit"
 	"github.com/pgtenant/pgtenant/auth"
 	"github.com/pgtenant/pgtenant/test/testpg"
 )
@@ -348,6 +351,19 @@ func TestUIPlatformAdminManagesOrgsAndSeesAuditPoliciesAndPools(t *testing.T) {
 		return strings.Contains(psql.out.String(), "tenant acme was suspended")
 	})
 
+	// Resuming lets acme in again.
+	b.do("resuming acme", chromedp.Click(css(`button[aria-label="Resume acme"]`)))
+	b.waitFor("the resume dialog naming acme", `document.querySelector('dialog[open] .org-id')?.textContent === 'acme'`)
+	b.do("confirming", chromedp.Click(css(`dialog[open] button[type="submit"]`)))
+	b.waitFor("acme active", `document.querySelector('tr[data-org="acme"] .badge-active')`)
+	within(t, 30*time.Second, "a login of acme after the resume", func() bool {
+		c, err := connectAs(ctx, addrs, clientToken(t, "acme", "alice"))
+		if err == nil {
+			c.Close(ctx)
+		}
+		return err == nil
+	})
+
 	// Deprovisioning says it is irreversible and needs the org id typed.
 	b.do("deprovisioning initech", chromedp.Click(css(`button[aria-label="Deprovision initech"]`)))
 	b.waitFor("the irreversible warning", `document.querySelector('dialog[open]')?.textContent.includes('irreversible')`)
@@ -381,6 +397,18 @@ func TestUIPlatformAdminManagesOrgsAndSeesAuditPoliciesAndPools(t *testing.T) {
 	cancelEval()
 	if err != nil || !strings.Contains(csv, "blocked_statement") || !strings.Contains(csv, "globex") {
 		t.Fatalf("the exported CSV (%v):\n%s", err, csv)
+	}
+	b.do("exporting JSON", chromedp.Click(css(`main button[data-export="json"]`)))
+	b.waitFor("the JSON download", `window.exportedName === 'pgtenant-audit.json'`)
+	evalCtx, cancelEval = context.WithTimeout(b.ctx, uiStepTimeout)
+	exported, err := chromedp.Run(evalCtx, chromedp.Evaluate[string](`window.exported.text()`, chromedp.EvalAwaitPromise))
+	cancelEval()
+	var page struct{ Events []audit.Event }
+	if err == nil {
+		err = json.Unmarshal([]byte(exported), &page)
+	}
+	if err != nil || !slices.ContainsFunc(page.Events, func(ev audit.Event) bool { return ev.Reason == "blocked_statement" && ev.Org == "globex" }) {
+		t.Fatalf("the exported JSON (%v):\n%s", err, exported)
 	}
 
 	// The policy viewer flags the broken table.
@@ -442,6 +470,18 @@ func TestUITenantAdminSeesOnlyItsOwnOrg(t *testing.T) {
 	b.waitFor("the new member", `[...document.querySelectorAll('td')].some(td => td.textContent === 'bob@acme.test')`)
 	if out := e.cli("members", "list", "acme"); !strings.Contains(out, "bob@acme.test") {
 		t.Errorf("the member added in the UI is not in the registry:\n%s", out)
+	}
+	b.do("making bob an admin",
+		chromedp.SetValue(css(`select[aria-label="Role of bob@acme.test"]`), "admin"),
+		chromedp.Click(css(`button[aria-label="Save bob@acme.test"]`)))
+	within(t, 30*time.Second, "bob's new role in the registry", func() bool {
+		return strings.Contains(e.cli("members", "list", "acme"), `"admin"`)
+	})
+	b.do("removing bob", chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`),
+		chromedp.Click(css(`button[aria-label="Remove bob@acme.test"]`)))
+	b.waitFor("no members", `document.querySelector('td.empty')?.textContent === 'No members.'`)
+	if out := e.cli("members", "list", "acme"); strings.Contains(out, "bob@acme.test") {
+		t.Errorf("the member removed in the UI is still in the registry:\n%s", out)
 	}
 
 	// After signing out, a link to the org asks for a token and then
