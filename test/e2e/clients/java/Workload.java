@@ -119,6 +119,33 @@ public final class Workload {
         }
     }
 
+    // setTransactionIsolation and setReadOnly send SET SESSION
+    // CHARACTERISTICS, which must follow this connection to the backend
+    // connection of its next transaction.
+    void isolation() throws SQLException {
+        conn.setTransactionIsolation(Connection.TRANSACTION_SERIALIZABLE);
+        conn.setReadOnly(true);
+        conn.setAutoCommit(false);
+        try (PreparedStatement ps = conn.prepareStatement(
+                "SELECT current_setting('transaction_isolation'), current_setting('transaction_read_only'), count(*) FROM items WHERE id > ?")) {
+            for (int i = 0; i < 3; i++) {
+                ps.setInt(1, 0);
+                try (ResultSet rs = ps.executeQuery()) {
+                    check(rs.next(), "no row");
+                    String got = rs.getString(1) + " " + rs.getString(2) + " " + rs.getLong(3);
+                    check(got.equals("serializable on " + want.size()), "transaction " + i + ": got " + got);
+                }
+                conn.commit();
+            }
+        } finally {
+            conn.setAutoCommit(true);
+            conn.setReadOnly(false);
+            conn.setTransactionIsolation(Connection.TRANSACTION_READ_COMMITTED);
+        }
+        check(count("SELECT CASE WHEN current_setting('transaction_isolation') = 'read committed' THEN ?::int ELSE 0 END", 1) == 1,
+                "the isolation level was not reset");
+    }
+
     void crudRolledBack() throws SQLException {
         String marker = "compat-" + CLIENT + "-" + org;
         conn.setAutoCommit(false);
@@ -291,6 +318,7 @@ public final class Workload {
                     {"visible", (Step) w::visible},
                     {"preparedReuse", (Step) w::preparedReuse},
                     {"crudRolledBack", (Step) w::crudRolledBack},
+                    {"isolation", (Step) w::isolation},
                     {"fetchSize", (Step) w::fetchSize},
                     {"autosave", (Step) w::autosave},
                     {"copyBothWays", (Step) w::copyBothWays},

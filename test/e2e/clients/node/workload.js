@@ -90,6 +90,16 @@ async function crudRolledBack(c, org, want) {
   assert.equal(sum.rows[0].v, 2)
 }
 
+// An isolation level as TypeORM, Sequelize and slonik set it: START
+// TRANSACTION, then SET TRANSACTION as a statement of its own.
+async function isolationAfterBegin(c, org, want) {
+  await c.query('START TRANSACTION')
+  await c.query('SET TRANSACTION ISOLATION LEVEL SERIALIZABLE')
+  const r = await c.query("SELECT current_setting('transaction_isolation') AS level, count(*)::int AS n FROM items WHERE id > $1", [0])
+  assert.deepEqual(r.rows[0], { level: 'serializable', n: want.length }, 'SET TRANSACTION after START TRANSACTION')
+  await c.query('COMMIT')
+}
+
 // node-postgres's pipeline mode: every query is sent before any reply.
 async function pipelined(c, org, want) {
   const p = new Client(config(org, { pipeline: true }))
@@ -156,7 +166,7 @@ async function cancel(c, org) {
   assert.ok(took < 10000, `the cancel took ${took}ms`)
 }
 
-const steps = [visible, preparedReuse, crudRolledBack, pipelined, copyBothWays, cancel, visible]
+const steps = [visible, preparedReuse, crudRolledBack, isolationAfterBegin, pipelined, copyBothWays, cancel, visible]
 
 async function main() {
   for (const org of process.env.PGT_TENANTS.split(',')) {
