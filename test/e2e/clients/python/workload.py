@@ -139,6 +139,23 @@ def pipeline(conn, org, want):
     conn.commit()
 
 
+def isolation(conn, org, want):
+    """psycopg sends BEGIN ISOLATION LEVEL ... READ ONLY on its own."""
+    conn.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
+    conn.read_only = True
+    try:
+        for i in range(3):
+            with conn.cursor() as cur:
+                cur.execute("SELECT current_setting('transaction_isolation'), current_setting('transaction_read_only'), "
+                            "count(*) FROM items WHERE id > %s", (0,))
+                got = cur.fetchone()
+            conn.commit()
+            check(got == ("serializable", "on", len(want)), f"transaction {i}: got {got}")
+    finally:
+        conn.isolation_level = None
+        conn.read_only = None
+
+
 def server_cursor(conn, org, want):
     """A named (DECLARE) cursor fetched one row at a time."""
     with conn.cursor(name="compat_cursor") as cur:
@@ -188,7 +205,7 @@ def cancel(conn, org, want):
     check(took < 10, f"the cancel took {took:.1f}s")
 
 
-STEPS = [visible, prepared_reuse, crud_rolled_back, pipeline, server_cursor, copy_both_ways, cancel, visible]
+STEPS = [visible, prepared_reuse, crud_rolled_back, isolation, pipeline, server_cursor, copy_both_ways, cancel, visible]
 
 
 def main():
