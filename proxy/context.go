@@ -87,7 +87,8 @@ type ctxStmt struct{ name, sql string }
 // BEGIN, and every distinct statement to prepare.
 //
 // Outside Citus the org, the token and the tenant's settings are one
-// SELECT of set_config calls: one Bind and Execute per transaction. Where
+// SELECT of set_config calls: one Bind and Execute per transaction (with
+// set_local, a SET LOCAL of the org and that SELECT of the rest). Where
 // transaction modes may follow they are SET LOCALs, one statement each,
 // except read-only mode: SET TRANSACTION READ WRITE after a SET LOCAL would
 // undo it, and after a query PostgreSQL refuses it, so read-only tenants
@@ -113,9 +114,10 @@ func (d *backendDialer) contextStatements(bctx *backendContext) (local, block, a
 			blockSets = append(blockSets, ctxStmt{ctxReadOnlyStmt, "SELECT " + readOnly})
 		}
 	}
+	var selected []string // set_config calls of local's SELECT, org and token first
 	orgSet := ctxStmt{ctxLocalStmt, "SET LOCAL " + d.setting + " TO " + bctx.orgLit}
 	if bctx.setConfig {
-		local = append(local, ctxStmt{ctxLocalStmt, "SELECT " + strings.Join(append([]string{setConfigCall(d.setting, bctx.orgLit)}, calls...), ", ")})
+		selected = append(selected, setConfigCall(d.setting, bctx.orgLit))
 		orgSet.name = ctxBlockStmt
 	} else {
 		local = append(local, orgSet)
@@ -131,13 +133,14 @@ func (d *backendDialer) contextStatements(bctx *backendContext) (local, block, a
 			// WARNING, flushed on its own, which costs a wake-up of the
 			// proxy per transaction: outside Citus the token is set_config
 			// whatever tenancy.set_with says.
-			local = append(local, ctxStmt{ctxTokenStmt, "SELECT " + setConfigCall(d.tokenSetting, lit)})
+			selected = append(selected, setConfigCall(d.tokenSetting, lit))
 			tokenSet.name = ctxTokenBlockStmt
 		}
 		block = append(block, tokenSet)
 	}
-	if !bctx.setConfig && len(calls) > 0 {
-		local = append(local, ctxStmt{ctxTenantStmt, "SELECT " + strings.Join(calls, ", ")})
+	if selected = append(selected, calls...); len(selected) > 0 {
+		name := cond(bctx.setConfig, ctxLocalStmt, ctxTenantStmt)
+		local = append(local, ctxStmt{name, "SELECT " + strings.Join(selected, ", ")})
 	}
 	block = append(block, blockSets...)
 	all = append(all, local...)
