@@ -275,8 +275,9 @@ func (s *session) noteRefreshLocked(names ...string) {
 // setConfigNames returns the names of the settings the set_config calls in
 // sql change, and false when one of them is not a plain string literal (a
 // parameter, an expression, an escape string) or names a reserved setting.
-// Whether a call is session-level does not matter: reading back a setting
-// a transaction-local call changed finds the session's value.
+// A call whose is_local argument is the literal true changes nothing that
+// outlives the transaction and is left out; for any other, reading the
+// setting back finds the session's value.
 func (s *session) setConfigNames(sql []byte) (names []string, ok bool) {
 	const fn = "SET_CONFIG"
 	for i := 0; i+len(fn) <= len(sql); i++ {
@@ -296,7 +297,8 @@ func (s *session) setConfigNames(sql []byte) (names []string, ok bool) {
 		if end == 0 {
 			return nil, false
 		}
-		if after := bytes.TrimLeft(rest[end+1:], " \t\r\n"); len(after) == 0 || after[0] != ',' {
+		after := bytes.TrimLeft(rest[end+1:], " \t\r\n")
+		if len(after) == 0 || after[0] != ',' {
 			return nil, false // an escaped quote, or an expression
 		}
 		name := strings.ToLower(string(rest[1:end]))
@@ -304,10 +306,53 @@ func (s *session) setConfigNames(sql []byte) (names []string, ok bool) {
 			strings.EqualFold(name, s.srv.cfg.TokenSetting) || strings.EqualFold(name, s.srv.cfg.FlagsSetting) {
 			return nil, false
 		}
-		names = append(names, name)
+		if !localCall(after[1:]) {
+			names = append(names, name)
+		}
 		i += len(fn)
 	}
 	return names, true
+}
+
+// localCall reports whether args, the text after set_config's first
+// argument and its comma, has for its third argument the literal true: a
+// transaction-local call, which leaves nothing to read back. Any text it
+// might misread (comments, dollar quotes, backslashes, quoted identifiers)
+// makes it answer false, which costs a read-back and nothing else.
+func localCall(args []byte) bool {
+	depth, last, commas := 0, 0, 0
+	for i := 0; i < len(args); i++ {
+		switch c := args[i]; c {
+		case '\'':
+			j := bytes.IndexByte(args[i+1:], '\'')
+			if j < 0 || bytes.IndexByte(args[i+1:i+1+j], '\\') >= 0 {
+				return false // unterminated, or an escape string's \'
+			}
+			i += j + 1 // a doubled quote reads as two literals: the same split
+		case '"', '\\':
+			return false
+		case '$':
+			if i+1 >= len(args) || args[i+1] < '0' || args[i+1] > '9' {
+				return false
+			}
+		case '-', '/':
+			if i+1 < len(args) && (args[i+1] == c || c == '/' && args[i+1] == '*') {
+				return false
+			}
+		case '(':
+			depth++
+		case ')':
+			if depth == 0 { // the value, then is_local
+				return commas == 1 && strings.EqualFold(string(bytes.TrimSpace(args[last:i])), "true")
+			}
+			depth--
+		case ',':
+			if depth == 0 {
+				last, commas = i+1, commas+1
+			}
+		}
+	}
+	return false
 }
 
 // sqlWords splits SQL into words and semicolons; dotted names stay whole.
