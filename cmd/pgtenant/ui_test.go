@@ -415,6 +415,11 @@ func TestUIPlatformAdminManagesOrgsAndSeesAuditPoliciesAndPools(t *testing.T) {
 	b.route("#/policies")
 	b.waitFor("broken_notes flagged", `document.querySelector('section.table-card.state-fail[data-table$="broken_notes"]')`)
 	b.waitFor("the SQL that fixes it", `document.querySelector('section.table-card.state-fail[data-table$="broken_notes"] .fix pre')`)
+	// Copy SQL puts exactly the fix on the clipboard (held back in the page).
+	b.do("copying the fix", chromedp.Evaluate[chromedp.Void](`
+		Object.defineProperty(navigator, 'clipboard', { value: { writeText: async (t) => { window.copied = t; } } });
+		document.querySelector('section.table-card.state-fail[data-table$="broken_notes"] .fix button').click();`))
+	b.waitFor("the fix on the clipboard", `window.copied && window.copied === document.querySelector('section.table-card.state-fail[data-table$="broken_notes"] .fix pre').textContent`)
 	b.screenshot("policies")
 
 	// Pools: live figures and the chart.
