@@ -275,84 +275,86 @@ func (s *session) noteRefreshLocked(names ...string) {
 // setConfigNames returns the names of the settings the set_config calls in
 // sql change, and false when one of them is not a plain string literal (a
 // parameter, an expression, an escape string) or names a reserved setting.
-// A call whose is_local argument is the literal true changes nothing that
+// A call whose is_local argument is the word true changes nothing that
 // outlives the transaction and is left out; for any other, reading the
 // setting back finds the session's value.
 func (s *session) setConfigNames(sql []byte) (names []string, ok bool) {
-	const fn = "SET_CONFIG"
-	for i := 0; i+len(fn) <= len(sql); i++ {
-		if !wordIs(sql[i:i+len(fn)], fn) || i > 0 && isWordByte(sql[i-1]) ||
-			i+len(fn) < len(sql) && isWordByte(sql[i+len(fn)]) {
+	l := sqlLexer{sql: sql}
+	hidden := wordCount(sql, "SET_CONFIG") // less the calls the lexer finds
+	for {
+		t, more := l.next()
+		if !more {
+			// One in a string, a comment or a dollar-quoted body (a DO
+			// block) cannot be read.
+			return names, hidden == 0
+		}
+		if name, _ := identName(sql, t); name != "set_config" {
 			continue
 		}
-		rest := bytes.TrimLeft(sql[i+len(fn):], " \t\r\n")
-		if len(rest) == 0 || rest[0] != '(' {
+		hidden--
+		if t.quoted {
 			return nil, false
 		}
-		rest = bytes.TrimLeft(rest[1:], " \t\r\n")
-		if len(rest) == 0 || rest[0] != '\'' {
+		// The lexer skips string literals: the name is the text between
+		// the parenthesis and the first comma.
+		open, _ := l.next()
+		comma, _ := l.next()
+		if open.punct != '(' || comma.punct != ',' {
 			return nil, false
 		}
-		end := bytes.IndexByte(rest[1:], '\'') + 1
-		if end == 0 {
-			return nil, false
+		lit := bytes.TrimSpace(sql[open.end:comma.start])
+		if len(lit) < 2 || lit[0] != '\'' || bytes.IndexByte(lit[1:], '\'') != len(lit)-2 {
+			return nil, false // not one plain literal
 		}
-		after := bytes.TrimLeft(rest[end+1:], " \t\r\n")
-		if len(after) == 0 || after[0] != ',' {
-			return nil, false // an escaped quote, or an expression
-		}
-		name := strings.ToLower(string(rest[1:end]))
+		name := strings.ToLower(string(lit[1 : len(lit)-1]))
 		if !validSettingName(name) || reservedSetting(name, s.srv.cfg.Setting) ||
 			strings.EqualFold(name, s.srv.cfg.TokenSetting) || strings.EqualFold(name, s.srv.cfg.FlagsSetting) {
 			return nil, false
 		}
-		if !localCall(after[1:]) {
+		if !localCall(&l) {
 			names = append(names, name)
 		}
-		i += len(fn)
 	}
-	return names, true
 }
 
-// localCall reports whether args, the text after set_config's first
-// argument and its comma, has for its third argument the literal true: a
-// transaction-local call, which leaves nothing to read back. Any text it
-// might misread (comments, dollar quotes, backslashes, quoted identifiers)
-// makes it answer false, which costs a read-back and nothing else.
-func localCall(args []byte) bool {
-	depth, last, commas := 0, 0, 0
-	for i := 0; i < len(args); i++ {
-		switch c := args[i]; c {
-		case '\'':
-			j := bytes.IndexByte(args[i+1:], '\'')
-			if j < 0 || bytes.IndexByte(args[i+1:i+1+j], '\\') >= 0 {
-				return false // unterminated, or an escape string's \'
-			}
-			i += j + 1 // a doubled quote reads as two literals: the same split
-		case '"', '\\':
-			return false
-		case '$':
-			if i+1 >= len(args) || args[i+1] < '0' || args[i+1] > '9' {
-				return false
-			}
-		case '-', '/':
-			if i+1 < len(args) && (args[i+1] == c || c == '/' && args[i+1] == '*') {
-				return false
-			}
-		case '(':
-			depth++
-		case ')':
-			if depth == 0 { // the value, then is_local
-				return commas == 1 && strings.EqualFold(string(bytes.TrimSpace(args[last:i])), "true")
-			}
-			depth--
-		case ',':
-			if depth == 0 {
-				last, commas = i+1, commas+1
-			}
+// wordCount counts the occurrences of the upper-case word kw in sql, outside
+// words and wherever else they are.
+func wordCount(sql []byte, kw string) int {
+	n := 0
+	for i := 0; i+len(kw) <= len(sql); i++ {
+		if wordIs(sql[i:i+len(kw)], kw) && (i == 0 || !isWordByte(sql[i-1])) &&
+			(i+len(kw) == len(sql) || !isWordByte(sql[i+len(kw)])) {
+			n++
 		}
 	}
-	return false
+	return n
+}
+
+// localCall reads the rest of a set_config call, after its first argument
+// and comma, and reports whether its third argument is the word true: a
+// transaction-local call, which leaves nothing to read back.
+func localCall(l *sqlLexer) bool {
+	depth, commas := 0, 0
+	var third []sqlToken
+	for {
+		t, more := l.next()
+		switch {
+		case !more:
+			return false
+		case t.punct == '(':
+			depth++
+		case t.punct == ')' && depth == 0:
+			return commas == 1 && len(third) == 1 && third[0].word && wordIs(l.sql[third[0].start:third[0].end], "TRUE")
+		case t.punct == ')':
+			depth--
+		case t.punct == ',' && depth == 0:
+			commas++
+			continue
+		}
+		if commas == 1 {
+			third = append(third, t)
+		}
+	}
 }
 
 // sqlWords splits SQL into words and semicolons; dotted names stay whole.

@@ -41,6 +41,10 @@ func TestSetConfigNamesFollowsLiteralNamesOnly(t *testing.T) {
 		{"SELECT set_config('a', 'v', \"true\")", []string{"a"}},
 		{"SELECT set_config('a', 'v', NOT true)", []string{"a"}},
 		{"SELECT set_config('a', 'v', true", []string{"a"}},
+		{"DO $$BEGIN PERFORM set_config('a', 'v', false); END$$", nil},
+		{"SELECT 'set_config(''a'', ''v'', false)'", nil},
+		{"SELECT set_config('a', 'v', true) -- and set_config", nil},
+		{`SELECT "set_config"('a', 'v', false)`, nil},
 	}
 	for _, c := range cases {
 		names, ok := s.setConfigNames([]byte(c.sql))
