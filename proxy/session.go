@@ -483,6 +483,8 @@ func sqlText(typ byte, frame []byte) []byte {
 // attachment when the proxy answered the message itself.
 func (s *session) admit(typ byte, flags stmtFlags, terminal bool) (*attachment, injectKind, error) {
 	executes := typ != 'S'
+	// COMMIT or ROLLBACK AND CHAIN starts a transaction without the context.
+	chains := flags&(flagChain|flagTxControl) == flagChain|flagTxControl
 	s.mu.Lock()
 	for {
 		if s.inGroup {
@@ -496,7 +498,7 @@ func (s *session) admit(typ byte, flags stmtFlags, terminal bool) (*attachment, 
 				g.txControl = true
 				s.mu.unsure++
 			}
-			if flags&(flagChain|flagTxControl) == flagChain|flagTxControl {
+			if chains {
 				s.mu.ctxDeferred = true
 			}
 			if terminal {
@@ -567,9 +569,9 @@ func (s *session) admit(typ byte, flags stmtFlags, terminal bool) (*attachment, 
 					g.inject = injectLocal
 				}
 			case executes && deferred && s.mu.status == 'T':
-				// The first statement after a BEGIN or a CHAIN. SET LOCALs
-				// take no snapshot, so SET TRANSACTION still works after
-				// them; set_config is one statement instead of several.
+				// The first statement after a BEGIN or a CHAIN. If it sets
+				// transaction modes, the SET LOCALs, which take no snapshot;
+				// otherwise the one set_config SELECT.
 				g.inject = cond(flags&flagTxModes != 0, injectBlock, injectLocal)
 				g.inBlock = true
 			}
@@ -577,8 +579,8 @@ func (s *session) admit(typ byte, flags stmtFlags, terminal bool) (*attachment, 
 				s.pendingCtx = s.srv.dialer.refresh(att.b, time.Now(), s.tenantSettings())
 				g.injected = cond(g.inject == injectBlock, att.b.blockStmts, att.b.localStmts)
 			}
-			if flags&(flagChain|flagTxControl) == flagChain|flagTxControl {
-				s.mu.ctxDeferred = true // AND CHAIN: the next transaction has no context yet
+			if chains {
+				s.mu.ctxDeferred = true
 			}
 			s.mu.groups = append(s.mu.groups, g)
 			if g.txControl {
