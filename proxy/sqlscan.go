@@ -123,8 +123,11 @@ func scanSQL(sql []byte) stmtFlags {
 	if multi && flags&flagTxControl != 0 {
 		flags |= flagOwnTransaction
 	}
-	if f := string(first[:firstLen]); !multi && (f == "BEGIN" || f == "START") {
-		flags |= flagBegin
+	if !multi {
+		switch string(first[:firstLen]) {
+		case "BEGIN", "START":
+			flags |= flagBegin
+		}
 	}
 	return flags
 }
