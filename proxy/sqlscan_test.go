@@ -89,3 +89,13 @@ func containsWord(sql []byte, kw string) bool {
 	}
 	return false
 }
+
+// scanSQL runs on every Query and Parse: it must not allocate.
+func TestScanSQLAllocatesNothing(t *testing.T) {
+	for _, sql := range []string{"SELECT * FROM items WHERE id = $1", "BEGIN ISOLATION LEVEL SERIALIZABLE", "COMMIT AND CHAIN", "VACUUM t; SELECT set_config('a', 'b', false)"} {
+		text := []byte(sql)
+		if n := testing.AllocsPerRun(100, func() { scanSQL(text) }); n != 0 {
+			t.Errorf("scanSQL(%q) allocates %.0f times", sql, n)
+		}
+	}
+}
