@@ -207,9 +207,9 @@ func (s *session) setParamLocked(b *backendConn, name, value string) {
 
 // noteSessionSets finds session-level SET and RESET statements and
 // set_config calls in a client's SQL and records which settings to read back
-// from the backend when the transaction ends. A set_config whose name is not
-// a plain string literal cannot be followed: the backend is then closed, not
-// pooled, and the client is told nothing.
+// from the backend when the transaction ends. A DO block, and a set_config
+// whose name is not a plain string literal, cannot be followed: the backend
+// is then closed, not pooled, and the client is told nothing.
 func (s *session) noteSessionSets(sql []byte) {
 	words := sqlWords(sql)
 	s.mu.Lock()
@@ -221,6 +221,10 @@ func (s *session) noteSessionSets(sql []byte) {
 	}
 	for i := 0; i < len(words); i++ {
 		w := strings.ToUpper(words[i])
+		if w == "DO" && (i == 0 || words[i-1] == ";") {
+			s.mu.paramsLost = true // a SET in its body is not followed
+			continue
+		}
 		if w == "DISCARD" && i+1 < len(words) && strings.EqualFold(words[i+1], "ALL") {
 			s.mu.resetAll = true
 			continue

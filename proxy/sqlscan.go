@@ -22,9 +22,9 @@ const (
 	// proxy prepared on the backend. The backend is closed, not pooled,
 	// when the transaction ends.
 	flagDropsStatements
-	// flagSessionSet: a statement may change a session setting (SET or
-	// RESET at the start of a statement, or set_config anywhere); the
-	// proxy follows what the client sets (see params.go).
+	// flagSessionSet: a statement may change a session setting (SET, RESET
+	// or DO at the start of a statement, or set_config anywhere); the proxy
+	// follows what the client sets (see params.go).
 	flagSessionSet
 	// flagSessionState: the text may leave state on the backend that
 	// outlives the transaction (see sessionStateKind, which decides).
@@ -74,7 +74,7 @@ func scanSQL(sql []byte) stmtFlags {
 		}
 		w := sql[i:j]
 		i = j
-		if stmtStart && (wordIs(w, "SET") || wordIs(w, "RESET")) || wordIs(w, "SET_CONFIG") {
+		if stmtStart && (wordIs(w, "SET") || wordIs(w, "RESET") || wordIs(w, "DO")) || wordIs(w, "SET_CONFIG") {
 			flags |= flagSessionSet
 		}
 		if stmtStart && wordIs(w, "PREPARE") || wordIs(w, "EXECUTE") {

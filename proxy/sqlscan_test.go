@@ -36,6 +36,8 @@ func TestScanSQLFindsWhatTheProxyMustKnow(t *testing.T) {
 		{"COMMIT PREPARED 'x'", flagTxControl | flagOwnTransaction},
 		{"DISCARD ALL", flagOwnTransaction | flagDropsStatements | flagSessionSet},
 		{"SET search_path = a, b", flagSessionSet},
+		{"DO $$BEGIN SET work_mem = '1MB'; END$$", flagSessionSet},
+		{"select 1; do 'begin null; end'", flagTxControl | flagOwnTransaction | flagSessionSet},
 		{"select 1; reset all", flagSessionSet},
 		{"UPDATE t SET a = 1", 0},
 		{"SELECT set_config('x.y', 'z', false)", flagSessionSet},

@@ -85,6 +85,19 @@ func TestSessionSettingsStayWithTheirClientOnASharedBackend(t *testing.T) {
 	}
 }
 
+// A DO block's body is not read: its backend connection is closed after
+// it, so a SET inside reaches no other client. (These proxies have no
+// statement guard, which refuses DO blocks unless do_block is allowed.)
+func TestASetInsideADoBlockReachesNoOtherClient(t *testing.T) {
+	e := startProxy(t, func(c *proxyConfig, _ *jwtConfig) { c.Pool.Size = 1 })
+	a, b := e.connect(t, "acme"), e.connect(t, "acme")
+	def := show(t, b, "work_mem")
+	run(t, a, "DO $$BEGIN SET work_mem = '11MB'; END$$")
+	if got := show(t, b, "work_mem"); got != def {
+		t.Errorf("b sees the work_mem of a's DO block: %q, default %q", got, def)
+	}
+}
+
 // JDBC's setTransactionIsolation and setReadOnly send SET SESSION
 // CHARACTERISTICS, which changes the session's transaction defaults.
 func TestSessionCharacteristicsStayWithTheirClient(t *testing.T) {
