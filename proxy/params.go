@@ -260,6 +260,8 @@ func (s *session) noteSessionSets(sql []byte) {
 			name = "search_path"
 		case "names":
 			name = "client_encoding"
+		case "xml":
+			name = "xmloption" // SET XML OPTION
 		}
 		if validSettingName(name) {
 			s.noteRefreshLocked(name)

@@ -30,14 +30,15 @@ func TestSessionSettingsStayWithTheirClientOnASharedBackend(t *testing.T) {
 	e := startProxy(t, func(c *proxyConfig, _ *jwtConfig) { c.Pool.Size = 1 })
 	a, b := e.connect(t, "acme"), e.connect(t, "acme")
 	defaults := map[string]string{}
-	for _, s := range []string{"search_path", "TimeZone", "work_mem", "DateStyle"} {
+	for _, s := range []string{"search_path", "TimeZone", "work_mem", "DateStyle", "xmloption"} {
 		defaults[s] = show(t, b, s)
 	}
 	run(t, a, "SET search_path = pg_catalog, public")
 	run(t, a, "SET TIME ZONE 'Asia/Tokyo'")
 	run(t, a, "SET SESSION work_mem = '7MB'")
 	run(t, a, "SELECT 1; SET DateStyle = 'German'")
-	want := map[string]string{"search_path": "pg_catalog, public", "TimeZone": "Asia/Tokyo", "work_mem": "7MB", "DateStyle": "German, DMY"}
+	run(t, a, "SET XML OPTION DOCUMENT")
+	want := map[string]string{"search_path": "pg_catalog, public", "TimeZone": "Asia/Tokyo", "work_mem": "7MB", "DateStyle": "German, DMY", "xmloption": "document"}
 	for i := 0; i < 3; i++ { // the two clients alternate on the tenant's only backend
 		for s, v := range want {
 			if got := show(t, a, s); got != v {
