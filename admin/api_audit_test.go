@@ -42,8 +42,10 @@ func TestAuditEventsFilterPageAndExportAsCSV(t *testing.T) {
 		query string
 		want  []string
 	}{
-		{"", []string{"g4", `=HYPERLINK("x")`, "a2", "g1", "a0"}},
-		{"?org=acme", []string{`=HYPERLINK("x")`, "a2", "a0"}},
+		// The creation of each org is an event too, written before the others.
+		{"", []string{"g4", `=HYPERLINK("x")`, "a2", "g1", "a0", "create", "create"}},
+		{"?org=acme", []string{`=HYPERLINK("x")`, "a2", "a0", "create"}},
+		{"?reason=tenant_lifecycle", []string{"create", "create"}},
 		{"?reason=blocked_statement", []string{"g4", `=HYPERLINK("x")`, "a0"}},
 		{"?subject=u1", []string{`=HYPERLINK("x")`, "a0"}},
 		{"?since=" + url.QueryEscape(base.Add(time.Minute).Format(time.RFC3339)) + "&until=" + url.QueryEscape(base.Add(3*time.Minute).Format(time.RFC3339)),
@@ -66,13 +68,13 @@ func TestAuditEventsFilterPageAndExportAsCSV(t *testing.T) {
 		}
 		query = fmt.Sprintf("?limit=2&before_id=%d", *next)
 	}
-	if want := []string{"g4", `=HYPERLINK("x")`, "a2", "g1", "a0"}; !slices.Equal(paged, want) {
+	if want := []string{"g4", `=HYPERLINK("x")`, "a2", "g1", "a0", "create", "create"}; !slices.Equal(paged, want) {
 		t.Errorf("paged %q, want %q", paged, want)
 	}
 
 	// An org admin reads its own org's events, and no other's.
 	alice := acmeAdminToken(t)
-	if got, _ := events(alice, ""); !slices.Equal(got, []string{`=HYPERLINK("x")`, "a2", "a0"}) {
+	if got, _ := events(alice, ""); !slices.Equal(got, []string{`=HYPERLINK("x")`, "a2", "a0", "create"}) {
 		t.Errorf("org admin without org: %q", got)
 	}
 	f.want(f.do("GET", APIPrefix+"/audit/events?org=globex", alice, nil), 403, "org admin asks for another org's events")

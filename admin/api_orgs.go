@@ -102,7 +102,8 @@ func (a *API) blockedSince(ctx context.Context, orgs []tenants.Org, period time.
 		ids[i] = o.ID
 	}
 	rows, err := a.Audit.Query(ctx, `SELECT org, count(*) FROM `+audit.Table+`
-		WHERE org = ANY($1) AND at > now() - make_interval(secs => $2) GROUP BY org`, ids, period.Seconds())
+		WHERE org = ANY($1) AND at > now() - make_interval(secs => $2) AND reason <> $3 GROUP BY org`,
+		ids, period.Seconds(), audit.ReasonTenantLifecycle)
 	if err != nil {
 		return nil, fmt.Errorf("counting recent audit events: %w", err)
 	}

@@ -263,6 +263,10 @@ func TestListShowsLiveSessionsAndPoolUsageAndOrgAdminsSeeTheirOwnOrg(t *testing.
 	if _, err := f.store.SetStatus(testpg.Context(t), "fixture", "initech", tenants.StatusSuspended, ""); err != nil {
 		t.Fatal(err)
 	}
+	// Blocked in 24 h counts attempts, not the lifecycle events of the
+	// creations and the suspension above.
+	f.recordAudit(auditRow{at: time.Now(), org: "acme", subject: "u1", reason: "blocked_statement", detail: "x"},
+		auditRow{at: time.Now().Add(-25 * time.Hour), org: "acme", subject: "u1", reason: "blocked_statement", detail: "old"})
 	f.sessions = map[string]int{"acme": 3, "globex": 1}
 	f.pools = []poolmgr.PoolStat{
 		{Key: poolmgr.Key{Database: "app", Tenant: "acme"}, Size: 5, Total: 3, InUse: 2, Idle: 1, Waiting: 4},
@@ -283,6 +287,15 @@ func TestListShowsLiveSessionsAndPoolUsageAndOrgAdminsSeeTheirOwnOrg(t *testing.
 	acme := all.Orgs[0]
 	if acme.LiveSessions != 3 || acme.PoolUsage != (poolUsage{Size: 7, Total: 4, Active: 2, Idle: 2, Waiting: 4}) || acme.Name != "Acme" {
 		t.Errorf("acme in the list: %+v", acme)
+	}
+	for _, o := range all.Orgs {
+		got := "null"
+		if o.Blocked24h != nil {
+			got = fmt.Sprint(*o.Blocked24h)
+		}
+		if want := fmt.Sprint(map[string]int64{"acme": 1}[o.ID]); got != want {
+			t.Errorf("%s blocked in 24 h: %s, want %s", o.ID, got, want)
+		}
 	}
 	if p := list(platformToken(t), "?status=suspended"); len(p.Orgs) != 1 || p.Orgs[0].ID != "initech" {
 		t.Errorf("suspended: %+v", p)

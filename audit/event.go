@@ -28,6 +28,13 @@ const (
 	ReasonOther = "other"
 )
 
+// ReasonTenantLifecycle marks the provisioning events next to the attempts:
+// an org created, suspended, resumed, deprovisioned or purged, with Rule the
+// action and Subject who did it. Package tenants writes them to Table in the
+// change's own transaction; they are not attempts, so they never pass
+// through Log and label no metric.
+const ReasonTenantLifecycle = "tenant_lifecycle"
+
 // reasons are the label values of pgtenant_cross_tenant_blocked_total.
 var reasons = []string{
 	ReasonBlockedStatement, ReasonForgedContext, ReasonRLSViolation,

@@ -42,7 +42,9 @@ CREATE TABLE IF NOT EXISTS tenancy.context_keys (
 REVOKE ALL ON tenancy.context_keys FROM PUBLIC;
 
 -- Blocked statements, forged contexts, RLS violations, failed logins:
--- written in batches by pgtenant's audit writer.
+-- written in batches by pgtenant's audit writer. With the tenant registry,
+-- also the organizations' lifecycle (reason tenant_lifecycle), written by
+-- package tenants with each change.
 CREATE TABLE IF NOT EXISTS tenancy.audit_events (
 	id          bigserial   PRIMARY KEY,
 	at          timestamptz NOT NULL,

@@ -11,6 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgtenant/pgtenant/audit"
 )
 
 // Store reads and writes the tenant registry in the tenancy schema. Every
@@ -483,7 +485,31 @@ func writeHistory(ctx context.Context, tx pgx.Tx, h historyRow) error {
 	if err != nil {
 		return fmt.Errorf("writing the history of org %s: %w", h.org, err)
 	}
+	if !lifecycleActions[h.action] {
+		return nil
+	}
+	// Provisioning is an audit event too, next to the attempts.
+	what := h.action
+	if h.from != "" {
+		what += " " + string(h.from) + " -> " + string(h.to)
+	}
+	if h.reason != "" {
+		what += ": " + h.reason
+	}
+	if h.action == ActionPurge && detail != nil {
+		what += " " + string(detail.(json.RawMessage))
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO `+audit.Table+` (at, org, subject, reason, rule, detail)
+		VALUES (pg_catalog.now(), $1, $2, $3, $4, $5)`, h.org, h.actor, audit.ReasonTenantLifecycle, h.action, what)
+	if err != nil {
+		return fmt.Errorf("writing the audit event of org %s: %w", h.org, err)
+	}
 	return nil
+}
+
+// lifecycleActions are the history actions that are also audit events.
+var lifecycleActions = map[string]bool{
+	ActionCreate: true, ActionSuspend: true, ActionResume: true, ActionDeprovision: true, ActionPurge: true,
 }
 
 // marshalOrgJSON encodes the JSON columns of an org; a nil argument gives

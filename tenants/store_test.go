@@ -4,9 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/pgtenant/pgtenant/test/testpg"
 )
@@ -261,6 +264,46 @@ func TestEveryStatusTransitionIsAllowedOrRefusedAndRecorded(t *testing.T) {
 	}
 	if got := strings.Join(moves, " "); got != "suspended>active active>suspended >active" {
 		t.Errorf("status history, newest first: %s", got)
+	}
+}
+
+// Provisioning, status changes and purges are also audit events, written
+// with the change; other changes are in the history only.
+func TestLifecycleChangesAreAlsoAuditEvents(t *testing.T) {
+	t.Parallel()
+	d := newControlDB(t)
+	s := d.store()
+	ctx := testpg.Context(t)
+	mustCreate(t, s, NewOrg{ID: "acme", Name: "Acme"})
+	if _, err := s.SetStatus(ctx, "ops@example.com", "acme", StatusSuspended, "unpaid"); err != nil {
+		t.Fatal(err)
+	}
+	mustSetStatus(t, s, "acme", StatusActive)
+	if _, err := s.Update(ctx, admin, "acme", 0, Patch{Name: ptr("Acme Corp")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutMember(ctx, admin, Member{OrgID: "acme", Subject: "bob", Role: "member", Status: "active"}); err != nil {
+		t.Fatal(err)
+	}
+	mustSetStatus(t, s, "acme", StatusDeprovisioned)
+	if err := s.RecordPurge(ctx, admin, "acme", map[string]int{"rows": 3}); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := d.connect(d.owner).Query(ctx, `SELECT subject || ' ' || rule || ': ' || detail FROM tenancy.audit_events
+		WHERE org = 'acme' AND reason = 'tenant_lifecycle' ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	want := []string{
+		admin + " create: create",
+		"ops@example.com suspend: suspend active -> suspended: unpaid",
+		admin + " resume: resume suspended -> active",
+		admin + " deprovision: deprovision active -> deprovisioned",
+		admin + ` purge: purge {"rows":3}`,
+	}
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("lifecycle audit events %q, %v; want %q", got, err, want)
 	}
 }
 

@@ -82,7 +82,7 @@ export async function auditPage(main, me) {
   } },
   field('Org', inputs.org).row, field('Reason', inputs.reason).row, field('Subject', inputs.subject).row,
   field('Since', inputs.since).row, field('Until', inputs.until).row,
-  h('datalist', { id: 'reasons' }, ['blocked_statement', 'forged_context', 'rls_violation', 'auth_failed', 'tenant_refused', 'other'].map((r) => h('option', { value: r }))),
+  h('datalist', { id: 'reasons' }, ['blocked_statement', 'forged_context', 'rls_violation', 'auth_failed', 'tenant_refused', 'tenant_lifecycle', 'other'].map((r) => h('option', { value: r }))),
   h('button', { type: 'submit', class: 'primary', text: 'Apply filters' }));
   const pause = h('button', { type: 'button', 'aria-pressed': 'false', text: 'Pause auto-refresh', onclick: () => {
     paused = !paused;
