@@ -243,9 +243,16 @@ func TestPgbenchRunsInEveryProtocolMode(t *testing.T) {
 	if err := writeFileString(script, "\\set n random(0, 2)\nSELECT count(*) FROM items WHERE id > :n AND org_id = current_setting('app.current_org');\n"); err != nil {
 		t.Fatal(err)
 	}
+	// An explicit transaction, its BEGIN a statement of its own, and a
+	// check that fails the transaction when the context is missing.
+	explicit := filepath.Join(t.TempDir(), "explicit.sql")
+	if err := writeFileString(explicit, "BEGIN;\nSELECT 1 / (SELECT count(*) FROM items WHERE org_id = current_setting('app.current_org'))::int;\n"+
+		"SELECT count(*) FROM items;\nEND;\n"); err != nil {
+		t.Fatal(err)
+	}
 	for _, mode := range []string{"simple", "extended", "prepared"} {
 		t.Run(mode, func(t *testing.T) {
-			cmd := exec.CommandContext(testpg.Context(t), pgbench, "-n", "-f", script, "-c", "8", "-j", "2", "-t", "200",
+			cmd := exec.CommandContext(testpg.Context(t), pgbench, "-n", "-f", script, "-f", explicit, "-c", "8", "-j", "2", "-t", "200",
 				"-M", mode, "-h", host, "-p", port, "-U", "app", database)
 			cmd.Env = append(cmd.Environ(), "PGPASSWORD="+token(t, "acme"), "PGSSLMODE=disable")
 			out, err := cmd.CombinedOutput()
