@@ -244,7 +244,11 @@ func TestPgbenchRunsInEveryProtocolMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	// An explicit transaction, its BEGIN a statement of its own, and a
-	// check that fails the transaction when the context is missing.
+	// check that fails the transaction when the context is missing. Run by
+	// as many clients as the pool has connections: pgbench prepares each
+	// statement synchronously on its first use, so with more clients one
+	// of its threads can wait for a connection that another client of the
+	// same thread holds in a transaction.
 	explicit := filepath.Join(t.TempDir(), "explicit.sql")
 	if err := writeFileString(explicit, "BEGIN;\nSELECT 1 / (SELECT count(*) FROM items WHERE org_id = current_setting('app.current_org'))::int;\n"+
 		"SELECT count(*) FROM items;\nEND;\n"); err != nil {
@@ -252,13 +256,17 @@ func TestPgbenchRunsInEveryProtocolMode(t *testing.T) {
 	}
 	for _, mode := range []string{"simple", "extended", "prepared"} {
 		t.Run(mode, func(t *testing.T) {
-			cmd := exec.CommandContext(testpg.Context(t), pgbench, "-n", "-f", script, "-f", explicit, "-c", "8", "-j", "2", "-t", "200",
-				"-M", mode, "-h", host, "-p", port, "-U", "app", database)
-			cmd.Env = append(cmd.Environ(), "PGPASSWORD="+token(t, "acme"), "PGSSLMODE=disable")
-			out, err := cmd.CombinedOutput()
-			if err != nil || !strings.Contains(string(out), "number of failed transactions: 0") ||
-				!strings.Contains(string(out), "number of transactions actually processed: 1600/1600") {
-				t.Fatalf("pgbench -M %s: %v\n%s", mode, err, out)
+			for _, run := range []struct {
+				script, clients, want string
+			}{{script, "8", "1600/1600"}, {explicit, "4", "800/800"}} {
+				cmd := exec.CommandContext(testpg.Context(t), pgbench, "-n", "-f", run.script, "-c", run.clients, "-j", "2", "-t", "200",
+					"-M", mode, "-h", host, "-p", port, "-U", "app", database)
+				cmd.Env = append(cmd.Environ(), "PGPASSWORD="+token(t, "acme"), "PGSSLMODE=disable")
+				out, err := cmd.CombinedOutput()
+				if err != nil || !strings.Contains(string(out), "number of failed transactions: 0") ||
+					!strings.Contains(string(out), "number of transactions actually processed: "+run.want) {
+					t.Fatalf("pgbench -M %s -f %s: %v\n%s", mode, filepath.Base(run.script), err, out)
+				}
 			}
 		})
 	}
